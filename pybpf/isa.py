@@ -1,0 +1,541 @@
+"""One eBPF instruction: opcode constants, encoding, decoding and validation.
+
+This module mirrors the instruction set as the kernel documents it
+(Documentation/bpf/standardization/instruction-set.rst, RFC 9669) plus the
+two later additions LLVM 19 knows (``may_goto`` and ``addr_space_cast``).
+It knows nothing about labels, maps or source lines: those belong to
+:mod:`pybpf.asm`. Text belongs to :mod:`pybpf.disasm` and :mod:`pybpf.asm_text`.
+
+An instruction is an immutable :class:`Instruction` value. A 64-bit immediate
+load (``ld_imm64``) is one logical instruction that occupies two 8-byte slots;
+:attr:`Instruction.width` says how many.
+
+Raw layout of one slot (little-endian)::
+
+    msb                                                        lsb
+    +------------------------+----------------+----+----+--------+
+    |immediate (s32)         |offset (s16)    |src |dst |opcode  |
+    +------------------------+----------------+----+----+--------+
+
+Opcode byte of an arithmetic or jump instruction::
+
+    +----+-+---+
+    |op  |s|cls|       op: 4 bits, s: BPF_K (0) or BPF_X (1), cls: 3 bits
+    +----+-+---+
+
+Opcode byte of a load or store::
+
+    +---+--+---+
+    |mde|sz|cls|       mode: 3 bits, size: 2 bits, cls: 3 bits
+    +---+--+---+
+"""
+
+import struct
+from typing import Iterable, List, NamedTuple, Union
+
+from .errors import DecodeError, EncodeError
+
+# --- instruction classes (<linux/bpf_common.h>, <linux/bpf.h>) ---------------
+BPF_LD = 0x00
+BPF_LDX = 0x01
+BPF_ST = 0x02
+BPF_STX = 0x03
+BPF_ALU = 0x04
+BPF_JMP = 0x05
+BPF_JMP32 = 0x06
+BPF_ALU64 = 0x07
+
+# --- load/store sizes ---------------------------------------------------------
+BPF_W = 0x00
+BPF_H = 0x08
+BPF_B = 0x10
+BPF_DW = 0x18
+
+# --- load/store modes ---------------------------------------------------------
+BPF_IMM = 0x00
+BPF_ABS = 0x20
+BPF_IND = 0x40
+BPF_MEM = 0x60
+BPF_MEMSX = 0x80
+BPF_ATOMIC = 0xC0
+
+# --- operand source -----------------------------------------------------------
+BPF_K = 0x00
+BPF_X = 0x08
+
+# --- ALU operations -----------------------------------------------------------
+BPF_ADD = 0x00
+BPF_SUB = 0x10
+BPF_MUL = 0x20
+BPF_DIV = 0x30
+BPF_OR = 0x40
+BPF_AND = 0x50
+BPF_LSH = 0x60
+BPF_RSH = 0x70
+BPF_NEG = 0x80
+BPF_MOD = 0x90
+BPF_XOR = 0xA0
+BPF_MOV = 0xB0
+BPF_ARSH = 0xC0
+BPF_END = 0xD0
+
+# byte-swap direction, in the source bit of BPF_END
+BPF_TO_LE = 0x00
+BPF_TO_BE = 0x08
+
+# --- jump operations ----------------------------------------------------------
+BPF_JA = 0x00
+BPF_JEQ = 0x10
+BPF_JGT = 0x20
+BPF_JGE = 0x30
+BPF_JSET = 0x40
+BPF_JNE = 0x50
+BPF_JSGT = 0x60
+BPF_JSGE = 0x70
+BPF_CALL = 0x80
+BPF_EXIT = 0x90
+BPF_JLT = 0xA0
+BPF_JLE = 0xB0
+BPF_JSLT = 0xC0
+BPF_JSLE = 0xD0
+BPF_JCOND = 0xE0  # may_goto (kernel 6.9)
+
+# --- atomic operations (in imm of BPF_STX | BPF_ATOMIC) ------------------------
+BPF_FETCH = 0x01
+BPF_XCHG = 0xE0 | BPF_FETCH
+BPF_CMPXCHG = 0xF0 | BPF_FETCH
+
+# --- src_reg of ld_imm64 ------------------------------------------------------
+BPF_PSEUDO_MAP_FD = 1
+BPF_PSEUDO_MAP_VALUE = 2
+BPF_PSEUDO_BTF_ID = 3
+BPF_PSEUDO_FUNC = 4
+BPF_PSEUDO_MAP_IDX = 5
+BPF_PSEUDO_MAP_IDX_VALUE = 6
+
+# --- src_reg of BPF_CALL ------------------------------------------------------
+BPF_HELPER_CALL = 0
+BPF_PSEUDO_CALL = 1
+BPF_PSEUDO_KFUNC_CALL = 2
+
+# off of ALU64 MOV X that marks addr_space_cast (kernel 6.9)
+BPF_ADDR_SPACE_CAST = 1
+
+BPF_REG_FP = 10
+MAX_BPF_REG = 11
+
+SIZE_BYTES = {BPF_B: 1, BPF_H: 2, BPF_W: 4, BPF_DW: 8}
+SIZE_OF_BYTES = {v: k for k, v in SIZE_BYTES.items()}
+
+ALU_OPS = (BPF_ADD, BPF_SUB, BPF_MUL, BPF_DIV, BPF_OR, BPF_AND, BPF_LSH,
+           BPF_RSH, BPF_NEG, BPF_MOD, BPF_XOR, BPF_MOV, BPF_ARSH, BPF_END)
+COND_JUMP_OPS = (BPF_JEQ, BPF_JGT, BPF_JGE, BPF_JSET, BPF_JNE, BPF_JSGT,
+                 BPF_JSGE, BPF_JLT, BPF_JLE, BPF_JSLT, BPF_JSLE)
+ATOMIC_OPS = (BPF_ADD, BPF_OR, BPF_AND, BPF_XOR,
+              BPF_ADD | BPF_FETCH, BPF_OR | BPF_FETCH, BPF_AND | BPF_FETCH,
+              BPF_XOR | BPF_FETCH, BPF_XCHG, BPF_CMPXCHG)
+LD_IMM64_OPCODE = BPF_LD | BPF_IMM | BPF_DW
+
+SLOT = struct.Struct("<BBhi")
+SLOT_SIZE = 8
+
+
+class Reg(int):
+    """A register number. A distinct type so that constructors can tell
+    ``add(R1, R2)`` (register operand) from ``add(R1, 2)`` (immediate)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "r%d" % int(self)
+
+
+R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10 = (Reg(i) for i in range(MAX_BPF_REG))
+FP = R10
+
+Operand = Union[Reg, int]
+
+
+class Instruction(NamedTuple):
+    """One logical eBPF instruction.
+
+    ``imm`` is a signed 32-bit value, except for ``ld_imm64`` where it holds
+    the whole signed 64-bit constant and the instruction is two slots wide.
+
+    >>> Instruction(BPF_ALU64 | BPF_MOV | BPF_K, dst=0, imm=1).encode().hex()
+    'b700000001000000'
+    """
+
+    opcode: int
+    dst: int = 0
+    src: int = 0
+    off: int = 0
+    imm: int = 0
+
+    @property
+    def cls(self) -> int:
+        return self.opcode & 0x07
+
+    @property
+    def width(self) -> int:
+        """Number of 8-byte slots: 2 for ld_imm64, else 1."""
+        return 2 if self.opcode == LD_IMM64_OPCODE else 1
+
+    @property
+    def is_ld_imm64(self) -> bool:
+        return self.opcode == LD_IMM64_OPCODE
+
+    @property
+    def is_jump(self) -> bool:
+        """True for any instruction with a pc-relative target (not call/exit)."""
+        if self.cls not in (BPF_JMP, BPF_JMP32):
+            return False
+        op = self.opcode & 0xF0
+        return op not in (BPF_CALL, BPF_EXIT)
+
+    @property
+    def is_helper_call(self) -> bool:
+        return self.opcode == BPF_JMP | BPF_CALL and self.src == BPF_HELPER_CALL
+
+    @property
+    def is_local_call(self) -> bool:
+        return self.opcode == BPF_JMP | BPF_CALL and self.src == BPF_PSEUDO_CALL
+
+    @property
+    def jump_offset(self) -> int:
+        """The pc-relative target in slots: imm for ``gotol``, else off."""
+        if self.opcode == BPF_JMP32 | BPF_JA:
+            return self.imm
+        return self.off
+
+    def encode(self) -> bytes:
+        return encode([self])
+
+
+# --- encoding -------------------------------------------------------------------
+
+
+def _slots(insn: Instruction):
+    regs = (insn.src << 4) | insn.dst
+    if insn.opcode == LD_IMM64_OPCODE:
+        imm = insn.imm & 0xFFFFFFFFFFFFFFFF
+        lo = imm & 0xFFFFFFFF
+        hi = imm >> 32
+        return ((insn.opcode, regs, insn.off, lo - ((lo & 0x80000000) << 1)),
+                (0, 0, 0, hi - ((hi & 0x80000000) << 1)))
+    return ((insn.opcode, regs, insn.off, insn.imm),)
+
+
+def encode(instructions: Iterable[Instruction]) -> bytes:
+    """Encode instructions to little-endian bytecode.
+
+    Fields out of range raise :class:`EncodeError` naming the instruction index.
+    """
+    out = bytearray()
+    pack = SLOT.pack
+    for index, insn in enumerate(instructions):
+        try:
+            if insn.opcode == LD_IMM64_OPCODE:
+                first, second = _slots(insn)
+                out += pack(*first)
+                out += pack(*second)
+            else:
+                out += pack(insn.opcode, (insn.src << 4) | insn.dst, insn.off, insn.imm)
+        except struct.error as exc:
+            raise EncodeError("instruction %d (%r): %s" % (index, insn, exc)) from None
+        if not (0 <= insn.dst < 16 and 0 <= insn.src < 16):
+            raise EncodeError("instruction %d (%r): register field out of range" % (index, insn))
+    return bytes(out)
+
+
+# --- decoding ---------------------------------------------------------------------
+
+
+def decode(data: bytes, validate: bool = True) -> List[Instruction]:
+    """Decode bytecode into logical instructions.
+
+    Every slot is checked against the instruction set unless ``validate`` is
+    false; anything else raises :class:`DecodeError` with the byte offset and
+    the bytes of the offending slot.
+    """
+    if len(data) % SLOT_SIZE:
+        raise DecodeError(len(data) - len(data) % SLOT_SIZE,
+                          bytes(data[len(data) - len(data) % SLOT_SIZE:]),
+                          "trailing %d bytes do not make a whole instruction" % (len(data) % SLOT_SIZE))
+    out: List[Instruction] = []
+    append = out.append
+    new = tuple.__new__
+    slots = SLOT.iter_unpack(data)
+    position = 0
+    check = validity_problem if validate else None
+    for opcode, regs, off, imm in slots:
+        if opcode == LD_IMM64_OPCODE:
+            try:
+                op2, regs2, off2, imm2 = next(slots)
+            except StopIteration:
+                raise DecodeError(position * SLOT_SIZE, bytes(data[position * SLOT_SIZE:]),
+                                  "ld_imm64 is missing its second slot") from None
+            if validate and (op2 or regs2 or off2):
+                raise DecodeError((position + 1) * SLOT_SIZE,
+                                  bytes(data[(position + 1) * SLOT_SIZE:(position + 2) * SLOT_SIZE]),
+                                  "second slot of ld_imm64 must have opcode, registers and offset 0")
+            wide = (imm & 0xFFFFFFFF) | ((imm2 & 0xFFFFFFFF) << 32)
+            insn = new(Instruction, (opcode, regs & 0xF, regs >> 4, off, wide - ((wide >> 63) << 64)))
+            width = 2
+        else:
+            insn = new(Instruction, (opcode, regs & 0xF, regs >> 4, off, imm))
+            width = 1
+        if check is not None:
+            problem = check(insn)
+            if problem:
+                start = position * SLOT_SIZE
+                raise DecodeError(start, bytes(data[start:start + width * SLOT_SIZE]), problem)
+        append(insn)
+        position += width
+    return out
+
+
+# --- validation ---------------------------------------------------------------------
+
+def _check_alu(insn: Instruction) -> str:
+    op = insn.opcode & 0xF0
+    source = insn.opcode & BPF_X
+    alu64 = insn.cls == BPF_ALU64
+    if op == BPF_END:
+        if alu64 and source:
+            return "bswap has no register-source form"
+        if insn.imm not in (16, 32, 64) or insn.src or insn.off:
+            return "byte swap needs imm 16, 32 or 64 and zero src and offset"
+        return ""
+    if op == BPF_NEG:
+        if source or insn.src or insn.imm or insn.off:
+            return "neg takes only a destination register"
+        return ""
+    if op in (BPF_DIV, BPF_MOD):
+        allowed_off = (0, 1)
+    elif op == BPF_MOV and source:
+        allowed_off = (0, 8, 16, 32, BPF_ADDR_SPACE_CAST) if alu64 else (0, 8, 16)
+    else:
+        allowed_off = (0,)
+    if insn.off not in allowed_off:
+        return "offset %d is not valid for this operation" % insn.off
+    if source:
+        if insn.imm and not (alu64 and op == BPF_MOV and insn.off == BPF_ADDR_SPACE_CAST):
+            return "register-source ALU instruction must have imm 0"
+    elif insn.src:
+        return "immediate-source ALU instruction must have src 0"
+    return ""
+
+
+def _check_jmp(insn: Instruction) -> str:
+    op = insn.opcode & 0xF0
+    source = insn.opcode & BPF_X
+    jmp64 = insn.cls == BPF_JMP
+    if op == BPF_JA:
+        if source or insn.src or insn.dst:
+            return "goto takes no registers"
+        if jmp64 and insn.imm:
+            return "goto must have imm 0 (gotol is the JMP32 form)"
+        if not jmp64 and insn.off:
+            return "gotol must have offset 0"
+        return ""
+    if op == BPF_CALL:
+        if not jmp64 or source or insn.dst or insn.off:
+            return "call must be JMP|CALL|K with dst 0 and offset 0"
+        if insn.src not in (BPF_HELPER_CALL, BPF_PSEUDO_CALL, BPF_PSEUDO_KFUNC_CALL):
+            return "call has unknown src %d" % insn.src
+        return ""
+    if op == BPF_EXIT:
+        if not jmp64 or source or insn.src or insn.dst or insn.off or insn.imm:
+            return "exit takes no operands"
+        return ""
+    if op == BPF_JCOND:
+        if not jmp64 or source or insn.src or insn.dst or insn.imm:
+            return "may_goto takes only an offset"
+        return ""
+    if op not in COND_JUMP_OPS:
+        return "unknown jump operation 0x%02x" % op
+    if not source and insn.src:
+        return "immediate-source jump must have src 0"
+    if source and insn.imm:
+        return "register-source jump must have imm 0"
+    return ""
+
+
+def _check_ld(insn: Instruction) -> str:
+    mode = insn.opcode & 0xE0
+    size = insn.opcode & 0x18
+    if insn.opcode == LD_IMM64_OPCODE:
+        if insn.src > BPF_PSEUDO_MAP_IDX_VALUE or insn.off:
+            return "ld_imm64 has unknown pseudo source %d" % insn.src
+        return ""
+    if mode == BPF_ABS and size != BPF_DW:
+        if insn.src or insn.dst or insn.off:
+            return "packet load (abs) takes only imm"
+        return ""
+    if mode == BPF_IND and size != BPF_DW:
+        if insn.dst or insn.off:
+            return "packet load (ind) takes a source register and imm"
+        return ""
+    return "unknown BPF_LD opcode 0x%02x" % insn.opcode
+
+
+def _check_ldx(insn: Instruction) -> str:
+    mode = insn.opcode & 0xE0
+    if mode == BPF_MEM or (mode == BPF_MEMSX and insn.opcode & 0x18 != BPF_DW):
+        return "load must have imm 0" if insn.imm else ""
+    return "unknown BPF_LDX opcode 0x%02x" % insn.opcode
+
+
+def _check_st(insn: Instruction) -> str:
+    if insn.opcode & 0xE0 != BPF_MEM:
+        return "unknown BPF_ST opcode 0x%02x" % insn.opcode
+    return "store of an immediate must have src 0" if insn.src else ""
+
+
+def _check_stx(insn: Instruction) -> str:
+    mode = insn.opcode & 0xE0
+    if mode == BPF_MEM:
+        return "register store must have imm 0" if insn.imm else ""
+    if mode == BPF_ATOMIC and insn.opcode & 0x18 in (BPF_W, BPF_DW):
+        return "" if insn.imm in ATOMIC_OPS else "unknown atomic operation 0x%x" % insn.imm
+    return "unknown BPF_STX opcode 0x%02x" % insn.opcode
+
+
+_CHECK_BY_CLASS = {
+    BPF_LD: _check_ld, BPF_LDX: _check_ldx, BPF_ST: _check_st, BPF_STX: _check_stx,
+    BPF_ALU: _check_alu, BPF_ALU64: _check_alu, BPF_JMP: _check_jmp, BPF_JMP32: _check_jmp,
+}
+
+
+def validity_problem(insn: Instruction) -> str:
+    """Why ``insn`` is not a valid instruction, or ``""`` when it is."""
+    # src also carries the pseudo kinds of ld_imm64 and call, all below 11.
+    if not (0 <= insn.dst < MAX_BPF_REG and 0 <= insn.src < MAX_BPF_REG):
+        return "register out of range (r0-r10)"
+    if not -0x8000 <= insn.off <= 0x7FFF:
+        return "offset out of range"
+    limit = 1 << 63 if insn.opcode == LD_IMM64_OPCODE else 1 << 31
+    if not -limit <= insn.imm < limit:
+        return "immediate out of range"
+    return _CHECK_BY_CLASS[insn.opcode & 0x07](insn)
+
+
+# --- constructors -----------------------------------------------------------------------
+# Named after what they build; each returns one Instruction. ``operand`` may be
+# a Reg (register source, BPF_X) or a plain int (immediate, BPF_K).
+
+
+def _source(operand: Operand):
+    if isinstance(operand, Reg):
+        return BPF_X, int(operand), 0
+    return BPF_K, 0, int(operand)
+
+
+def alu(op: int, dst: Reg, operand: Operand = 0, *, alu64: bool = True, off: int = 0) -> Instruction:
+    """An arithmetic instruction: ``dst op= operand``. ``off=1`` selects the
+    signed form of div/mod; for mov it is the sign-extension width."""
+    source, src, imm = _source(operand)
+    return Instruction((BPF_ALU64 if alu64 else BPF_ALU) | op | source, int(dst), src, off, imm)
+
+
+def mov(dst: Reg, operand: Operand, *, alu64: bool = True) -> Instruction:
+    return alu(BPF_MOV, dst, operand, alu64=alu64)
+
+
+def movsx(dst: Reg, src: Reg, bits: int, *, alu64: bool = True) -> Instruction:
+    """Sign-extending move of the low ``bits`` (8, 16 or 32) of ``src``."""
+    return alu(BPF_MOV, dst, src, alu64=alu64, off=bits)
+
+
+def neg(dst: Reg, *, alu64: bool = True) -> Instruction:
+    return Instruction((BPF_ALU64 if alu64 else BPF_ALU) | BPF_NEG, int(dst))
+
+
+def endian(dst: Reg, bits: int, big: bool) -> Instruction:
+    """Convert ``dst`` between host order and little (``big=False``) or big endian."""
+    return Instruction(BPF_ALU | BPF_END | (BPF_TO_BE if big else BPF_TO_LE), int(dst), imm=bits)
+
+
+def bswap(dst: Reg, bits: int) -> Instruction:
+    """Unconditional byte swap (ALU64 form, kernel 6.6)."""
+    return Instruction(BPF_ALU64 | BPF_END, int(dst), imm=bits)
+
+
+def addr_space_cast(dst: Reg, src: Reg, dst_as: int, src_as: int) -> Instruction:
+    return Instruction(BPF_ALU64 | BPF_MOV | BPF_X, int(dst), int(src), BPF_ADDR_SPACE_CAST,
+                       (dst_as << 16) | src_as)
+
+
+def jump(op: int, dst: Reg, operand: Operand, off: int, *, jmp32: bool = False) -> Instruction:
+    """A conditional jump ``if dst op operand goto +off``."""
+    source, src, imm = _source(operand)
+    return Instruction((BPF_JMP32 if jmp32 else BPF_JMP) | op | source, int(dst), src, off, imm)
+
+
+def ja(off: int) -> Instruction:
+    """``goto +off`` with a 16-bit offset."""
+    return Instruction(BPF_JMP | BPF_JA, off=off)
+
+
+def gotol(off: int) -> Instruction:
+    """``gotol +off`` with a 32-bit offset (kernel 6.6)."""
+    return Instruction(BPF_JMP32 | BPF_JA, imm=off)
+
+
+def may_goto(off: int) -> Instruction:
+    return Instruction(BPF_JMP | BPF_JCOND, off=off)
+
+
+def call_helper(helper_id: int) -> Instruction:
+    return Instruction(BPF_JMP | BPF_CALL, src=BPF_HELPER_CALL, imm=helper_id)
+
+
+def call_local(off: int) -> Instruction:
+    """bpf-to-bpf call; ``off`` is relative to the next instruction, in slots."""
+    return Instruction(BPF_JMP | BPF_CALL, src=BPF_PSEUDO_CALL, imm=off)
+
+
+def call_kfunc(btf_id: int) -> Instruction:
+    return Instruction(BPF_JMP | BPF_CALL, src=BPF_PSEUDO_KFUNC_CALL, imm=btf_id)
+
+
+def exit_() -> Instruction:
+    return Instruction(BPF_JMP | BPF_EXIT)
+
+
+def ld_imm64(dst: Reg, value: int, pseudo: int = 0) -> Instruction:
+    """Load a 64-bit constant; with ``pseudo`` the kernel rewrites it
+    (map fd, map value, BTF id, function, map index)."""
+    return Instruction(LD_IMM64_OPCODE, int(dst), pseudo, 0, value)
+
+
+def ldx(size: int, dst: Reg, src: Reg, off: int, *, signed: bool = False) -> Instruction:
+    """``dst = *(size *)(src + off)``; ``size`` in bytes (1, 2, 4, 8)."""
+    mode = BPF_MEMSX if signed else BPF_MEM
+    return Instruction(BPF_LDX | mode | SIZE_OF_BYTES[size], int(dst), int(src), off)
+
+
+def st(size: int, dst: Reg, off: int, imm: int) -> Instruction:
+    """``*(size *)(dst + off) = imm``."""
+    return Instruction(BPF_ST | BPF_MEM | SIZE_OF_BYTES[size], int(dst), 0, off, imm)
+
+
+def stx(size: int, dst: Reg, off: int, src: Reg) -> Instruction:
+    """``*(size *)(dst + off) = src``."""
+    return Instruction(BPF_STX | BPF_MEM | SIZE_OF_BYTES[size], int(dst), int(src), off)
+
+
+def atomic(size: int, op: int, dst: Reg, off: int, src: Reg) -> Instruction:
+    """Atomic ``op`` (an ATOMIC_OPS value) on ``*(size *)(dst + off)`` with ``src``."""
+    return Instruction(BPF_STX | BPF_ATOMIC | SIZE_OF_BYTES[size], int(dst), int(src), off, op)
+
+
+def ld_abs(size: int, imm: int) -> Instruction:
+    """Legacy packet load ``r0 = *(size *)skb[imm]``."""
+    return Instruction(BPF_LD | BPF_ABS | SIZE_OF_BYTES[size], imm=imm)
+
+
+def ld_ind(size: int, src: Reg, imm: int) -> Instruction:
+    """Legacy packet load ``r0 = *(size *)skb[src + imm]``."""
+    return Instruction(BPF_LD | BPF_IND | SIZE_OF_BYTES[size], src=int(src), imm=imm)
