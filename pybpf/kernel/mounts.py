@@ -16,12 +16,6 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
                         ctypes.c_void_p)
 
-# magic numbers from <linux/magic.h>, to tell a mounted fs from an empty dir
-TRACEFS_MAGIC = 0x74726163
-DEBUGFS_MAGIC = 0x64626720
-BPF_FS_MAGIC = 0xCAFE4A11
-
-
 def mounted_filesystems() -> Dict[str, str]:
     """Mount point -> file system type, from /proc/self/mounts."""
     table: Dict[str, str] = {}
