@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Every speed claim of pybpf comes from here.
+
+Each sub-benchmark measures side by side in one run and reports medians and
+ranges over several repetitions, because these machines are noisy. Output is
+a Markdown table (stdout) and, with ``--json FILE``, the same figures as JSON.
+Nothing here asserts a timing; the test suite only checks that it runs.
+
+    python3 tools/bench.py isa            # encode/decode/assemble/disassemble
+    python3 tools/bench.py isa --quick    # tiny run, for CI
+"""
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from pybpf import asm, isa  # noqa: E402
+
+
+def measure(fn: Callable[[], int], repeats: int) -> Dict[str, float]:
+    """Run ``fn`` (which returns how many items it processed) ``repeats``
+    times; report items/s as median, min and max."""
+    rates: List[float] = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        count = fn()
+        rates.append(count / (time.perf_counter() - start))
+    return {"median": statistics.median(rates), "min": min(rates), "max": max(rates)}
+
+
+def sample_program(count: int, seed: int = 1) -> List[isa.Instruction]:
+    """A realistic instruction mix (what our programs emit), deterministic."""
+    rng = random.Random(seed)
+    makers = [
+        lambda: isa.mov(isa.Reg(rng.randrange(10)), rng.randrange(-1000, 1000)),
+        lambda: isa.alu(isa.BPF_ADD, isa.Reg(rng.randrange(10)), isa.Reg(rng.randrange(10))),
+        lambda: isa.ldx(8, isa.Reg(rng.randrange(10)), isa.R10, -8 * rng.randrange(1, 64)),
+        lambda: isa.stx(4, isa.R10, -4 * rng.randrange(1, 128), isa.Reg(rng.randrange(10))),
+        lambda: isa.jump(isa.BPF_JEQ, isa.Reg(rng.randrange(10)), 0, rng.randrange(1, 20)),
+        lambda: isa.call_helper(rng.choice((1, 2, 14, 35, 113, 131))),
+        lambda: isa.ld_imm64(isa.Reg(rng.randrange(10)), rng.randrange(1 << 40)),
+    ]
+    return [rng.choice(makers)() for _ in range(count)]
+
+
+def bench_isa(quick: bool) -> Dict[str, Dict[str, float]]:
+    from pybpf import asm_text, disasm
+
+    count = 2_000 if quick else 200_000
+    repeats = 2 if quick else 5
+    program = sample_program(count)
+    blob = isa.encode(program)
+    text = disasm.disassemble(program, style="llvm")
+
+    def assemble() -> int:
+        a = asm.Assembler()
+        location = asm.SourceLocation("bench", 1)
+        for insn in program:
+            a.emit(insn, location)
+        a.assemble()
+        return count
+
+    results = {
+        "encode": measure(lambda: len(isa.encode(program)) and count, repeats),
+        "decode": measure(lambda: len(isa.decode(blob)), repeats),
+        "assemble (builder)": measure(assemble, repeats),
+        "parse text": measure(lambda: len(asm_text.parse(text)), repeats),
+        "disassemble": measure(lambda: disasm.disassemble(program, style="llvm").count("\n") + 1,
+                               repeats),
+    }
+    return {name: dict(r, unit="instructions/s") for name, r in results.items()}
+
+
+BENCHMARKS = {"isa": bench_isa}
+
+
+def markdown(name: str, results: Dict[str, Dict[str, float]]) -> str:
+    lines = ["### %s (%s, Linux %s, %d CPUs, %s)" % (
+        name, time.strftime("%Y-%m-%d"), platform.release(), os.cpu_count() or 0,
+        platform.python_version()),
+        "", "| measure | median | range | unit |", "|---|---:|---:|---|"]
+    for what, r in results.items():
+        lines.append("| %s | %s | %s – %s | %s |" % (
+            what, _fmt(r["median"]), _fmt(r["min"]), _fmt(r["max"]), r["unit"]))
+    return "\n".join(lines)
+
+
+def _fmt(value: float) -> str:
+    if value >= 1e6:
+        return "%.2f M" % (value / 1e6)
+    if value >= 1e3:
+        return "%.1f k" % (value / 1e3)
+    return "%.3g" % value
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("which", nargs="*", choices=sorted(BENCHMARKS) + [[]],
+                        help="sub-benchmarks to run (default: all)")
+    parser.add_argument("--quick", action="store_true", help="a tiny run (for CI)")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    args = parser.parse_args(argv)
+    chosen = args.which or sorted(BENCHMARKS)
+    report = {}
+    for name in chosen:
+        report[name] = BENCHMARKS[name](args.quick)
+        print(markdown(name, report[name]))
+        print()
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump({"date": time.strftime("%Y-%m-%d"), "kernel": platform.release(),
+                       "machine": platform.machine(), "cpus": os.cpu_count(),
+                       "results": report}, out, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Install what the test suite needs on a fresh host of this kind (run as root):
+# the oracles (LLVM 19 for v4 instructions, bpftool, strace) and the
+# package with its test extra.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+need=()
+command -v llvm-mc-19 >/dev/null || need+=(llvm-19)
+command -v bpftool >/dev/null || need+=(bpftool)
+command -v strace >/dev/null || need+=(strace)
+command -v setpriv >/dev/null || need+=(util-linux)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "setup: installing ${need[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+python3 -m pip install -q --disable-pip-version-check -e '.[test]'
