@@ -1,0 +1,163 @@
+"""Where each type record of a BTF blob starts, and which types carry which
+name, found in one pass and kept in an on-disk cache.
+
+BTF records have variable length, so type id N can only be found by walking
+records 1..N-1. The kernel's BTF holds ~130,000 types; decoding them all into
+Python objects takes far longer than a program's start-up can afford, while
+the walk alone (one ``struct.unpack_from`` per record) takes ~35 ms. The walk
+yields flat ``array('I')`` columns that load from the cache in about a
+millisecond: record offsets by type id, and the named types sorted by name,
+so a name is found by bisection (scanning the 2 MB string section for it
+would cost a millisecond per look-up).
+
+The cache is keyed by the SHA-256 of the BTF bytes (and of its base, for
+split BTF), so a new kernel or module never meets a stale index. A cache file
+that is unreadable, truncated or fails its CRC is ignored and rewritten;
+writes go to a temporary file renamed into place, so readers never see half
+a file. Nothing here decodes types: that is :mod:`pybpf.kernel.btf`.
+"""
+
+import logging
+import os
+import tempfile
+import zlib
+from array import array
+from typing import Callable, NamedTuple, Optional
+
+from construct import Bytes, ConstructError, Int32un, Struct
+
+from .btf_format import RECORD_SIZES, TYPE_STRUCT, BTFParseError, btf_info_kind, btf_info_vlen
+
+log = logging.getLogger(__name__)
+
+INDEX_CACHE_VERSION = 1
+_INDEX_CACHE_MAGIC = b"PYBPFIDX"
+
+# Cache file: this header, then the columns of TypeIndex (u32, native order):
+# offsets (count items), name_offs and name_ids (named items each). crc32
+# covers the columns.
+index_cache_header = Struct(
+    "magic" / Bytes(8),
+    "version" / Int32un,
+    "count" / Int32un,
+    "named" / Int32un,
+    "crc32" / Int32un,
+    "digest" / Bytes(32),        # SHA-256 of the BTF (see BTF.digest)
+)
+
+
+class TypeIndex(NamedTuple):
+    """Columns over a BTF's own types; position i is type id ``start_id + i``."""
+
+    offsets: array      # byte offset of each record in the type section
+    name_offs: array    # name offsets of the named types, sorted by the names' bytes
+    name_ids: array     # position (as above) of the type named by name_offs[j]
+
+
+def build_index(types: memoryview, str_end: int, name_bytes: Callable[[int], bytes],
+                types_file_off: int, start_id: int, source: str) -> TypeIndex:
+    """Walk the type section once, checking what the walk depends on.
+
+    Each record's kind must be defined (its length depends on it), its name
+    offset must fall inside the string section (``str_end`` bytes, counting a
+    base BTF's strings; ``name_bytes`` reads a name there), and the last
+    record must end exactly at the end of the section. Errors name the byte
+    offset in the file.
+    """
+    offsets = array("I")
+    names = array("I")
+    add_offset, add_name = offsets.append, names.append
+    unpack = TYPE_STRUCT.unpack_from
+    header_size = TYPE_STRUCT.size
+    sizes = RECORD_SIZES
+    end = len(types)
+    off = 0
+    while off < end:
+        if off + header_size > end:
+            raise BTFParseError(source, types_file_off + off,
+                                "type id %d: btf_type record is cut short (%d of %d bytes)"
+                                % (start_id + len(offsets), end - off, header_size))
+        name_off, info, _ = unpack(types, off)
+        record = sizes[btf_info_kind(info)]
+        if record is None:
+            raise BTFParseError(source, types_file_off + off, "type id %d: unknown kind %d"
+                                % (start_id + len(offsets), btf_info_kind(info)))
+        if name_off >= str_end:
+            raise BTFParseError(source, types_file_off + off,
+                                "type id %d: name offset %d is beyond the string section "
+                                "(%d bytes)" % (start_id + len(offsets), name_off, str_end))
+        add_offset(off)
+        add_name(name_off)
+        off += record[0] + btf_info_vlen(info) * record[1]
+    if off != end:
+        last = offsets[-1]
+        raise BTFParseError(source, types_file_off + last,
+                            "type id %d: record of %d bytes runs %d bytes past the end of the "
+                            "type section" % (start_id + len(offsets) - 1, off - last, off - end))
+    order = sorted((i for i in range(len(names)) if names[i]),
+                   key=lambda i: name_bytes(names[i]))
+    return TypeIndex(offsets, array("I", [names[i] for i in order]), array("I", order))
+
+
+def default_cache_dir() -> str:
+    """``$XDG_CACHE_HOME/pybpf``, else ``~/.cache/pybpf``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "pybpf")
+
+
+def _cache_path(cache_dir: str, digest: bytes) -> str:
+    return os.path.join(cache_dir, "btf-%s.idx" % digest.hex())
+
+
+def load_cached(cache_dir: str, digest: bytes) -> Optional[TypeIndex]:
+    """The index stored for the BTF with this digest, or None when there is
+    none or the file is not one we wrote whole."""
+    path = _cache_path(cache_dir, digest)
+    try:
+        with open(path, "rb") as f:
+            blob = f.read()
+    except OSError:
+        return None
+    try:
+        head = index_cache_header.parse(blob)
+    except ConstructError:
+        head = None
+    size = index_cache_header.sizeof()
+    if (head is None or head.magic != _INDEX_CACHE_MAGIC or head.version != INDEX_CACHE_VERSION
+            or head.digest != digest or len(blob) != size + 4 * (head.count + 2 * head.named)
+            or zlib.crc32(memoryview(blob)[size:]) != head.crc32):
+        log.debug("ignoring invalid BTF index cache %s", path)
+        return None
+    columns = []
+    start = size
+    for length in (head.count, head.named, head.named):
+        column = array("I")
+        column.frombytes(blob[start:start + 4 * length])
+        columns.append(column)
+        start += 4 * length
+    return TypeIndex(*columns)
+
+
+def store_cached(cache_dir: str, digest: bytes, index: TypeIndex) -> None:
+    """Write the index atomically; failing to write only costs speed, so
+    errors are logged, not raised."""
+    payload = b"".join(column.tobytes() for column in index)
+    head = index_cache_header.build(dict(
+        magic=_INDEX_CACHE_MAGIC, version=INDEX_CACHE_VERSION, count=len(index.offsets),
+        named=len(index.name_ids), crc32=zlib.crc32(payload), digest=digest))
+    tmp = None
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".btf-", suffix=".tmp", dir=cache_dir)
+        with os.fdopen(fd, "wb") as f:
+            f.write(head + payload)
+        os.replace(tmp, _cache_path(cache_dir, digest))
+        tmp = None
+    except OSError as exc:
+        log.debug("cannot write BTF index cache in %s: %s", cache_dir, exc)
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
