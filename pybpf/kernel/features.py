@@ -1,0 +1,510 @@
+"""What the running kernel supports, found by asking it, never by reading
+its version number.
+
+Each probe is a tiny request the kernel either grants or refuses: create a
+map of each type with minimal valid parameters, load ``r0 = 0; exit`` as each
+program type, load a call of a helper and read the verifier's complaint, and
+so on. Kernels are patched and configured in too many ways for a version to
+say which of these work (a distribution's 5.14 may have 6.1's ring buffer; a
+6.18 may refuse TRACING programs, as this project's test VM does).
+
+Everything made to ask is closed at once: probing leaves no object behind.
+:func:`probe` runs all eager probes once per process (a few milliseconds) and
+caches the answer; :meth:`Features.has_helper` probes other helpers lazily,
+one cached load each. This module is not for policy: callers decide what to
+do without a feature, typically ``features.require("ringbuf")`` or falling
+back to the perf buffer.
+
+>>> f = probe()                                           # doctest: +SKIP
+>>> f.ringbuf, "BPF_PROG_TYPE_XDP" in f.prog_types        # doctest: +SKIP
+(True, True)
+>>> f.require("BPF_LINK_TYPE_NETKIT")                     # doctest: +SKIP
+Traceback (most recent call last):
+UnsupportedFeature: feature probe failed (EINVAL): this kernel does not support ...
+"""
+
+import ctypes
+import errno as _errno
+import mmap
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, FrozenSet, List, Optional, Tuple, Union
+
+from .. import isa
+from ..asm import helper_id
+from ..errors import UnsupportedFeature, last_log_message
+from . import btf_format, objects
+from . import sys as _sys
+from .objects import (ATTACH_TYPES, LINK_TYPES, MAP_TYPES, PROG_TYPES, BPF_CGROUP_GETSOCKOPT,
+                      BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_INET_INGRESS, BPF_LIRC_MODE2,
+                      BPF_LSM_MAC, BPF_NETFILTER, BPF_NETKIT_PRIMARY, BPF_PERF_EVENT,
+                      BPF_SK_LOOKUP, BPF_TCX_INGRESS, BPF_TRACE_FENTRY, BPF_XDP)
+from .map_spec import BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, MAP_TYPE_SINCE
+from .prog import BPF_F_SLEEPABLE, ENOTSUPP, PROG_TYPE_SINCE, LoadRequest
+from .sys import FD
+
+# First mainline release with each feature, for UnsupportedFeature messages.
+SINCE: Dict[str, str] = {
+    "btf": "4.18", "enable_stats": "5.8", "bounded_loops": "5.3", "ringbuf": "5.8",
+    "bpf_loop": "5.17", "bpf_probe_read_kernel": "5.5",
+    "BPF_LINK_TYPE_CGROUP": "5.7", "BPF_LINK_TYPE_RAW_TRACEPOINT": "5.8",
+    "BPF_LINK_TYPE_NETNS": "5.8", "BPF_LINK_TYPE_XDP": "5.9", "BPF_LINK_TYPE_PERF_EVENT": "5.15",
+    "BPF_LINK_TYPE_TCX": "6.6", "BPF_LINK_TYPE_NETKIT": "6.7",
+}
+SINCE.update((PROG_TYPES.name(value), since) for value, since in PROG_TYPE_SINCE.items())
+SINCE.update((MAP_TYPES.name(value), since) for value, since in MAP_TYPE_SINCE.items())
+
+_GROUPS = ("map_types", "prog_types", "link_types", "other")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One probe's answer; ``detail`` says why not (errno and the kernel's
+    words), or what a yes means when it needs saying."""
+
+    available: bool
+    detail: str = ""
+
+
+def _errname(err: int) -> str:
+    return "ENOTSUPP" if err == ENOTSUPP else _errno.errorcode.get(err, str(err))
+
+
+def _refusal(err: int, log: str = "") -> str:
+    """"EINVAL", "EACCES: <the verifier's last complaint>", or "EINVAL after
+    verification" when the verifier passed the program and the load still failed."""
+    reason = last_log_message(log) if log else ""
+    if reason:
+        return "%s: %s" % (_errname(err), reason)
+    if log.strip():
+        return "%s after verification" % _errname(err)
+    return _errname(err)
+
+
+# --- programs -----------------------------------------------------------------------------
+
+_RETURN_0 = isa.encode([isa.mov(isa.R0, 0), isa.exit_()])
+
+# Load attributes without which a type refuses even the empty program.
+_PROG_ATTRS: Dict[int, Dict[str, int]] = {
+    objects.BPF_PROG_TYPE_CGROUP_SOCK_ADDR: {"expected_attach_type": BPF_CGROUP_INET4_CONNECT},
+    objects.BPF_PROG_TYPE_SK_LOOKUP: {"expected_attach_type": BPF_SK_LOOKUP},
+    objects.BPF_PROG_TYPE_LIRC_MODE2: {"expected_attach_type": BPF_LIRC_MODE2},
+    objects.BPF_PROG_TYPE_CGROUP_SOCKOPT: {"expected_attach_type": BPF_CGROUP_GETSOCKOPT},
+    objects.BPF_PROG_TYPE_NETFILTER: {"expected_attach_type": BPF_NETFILTER},
+    objects.BPF_PROG_TYPE_SYSCALL: {"prog_flags": BPF_F_SLEEPABLE},
+    # These need a BTF attach target; id 1 is never a valid one, so a kernel
+    # that knows the type answers with a verifier complaint (as libbpf probes).
+    objects.BPF_PROG_TYPE_TRACING: {"expected_attach_type": BPF_TRACE_FENTRY, "attach_btf_id": 1},
+    objects.BPF_PROG_TYPE_LSM: {"expected_attach_type": BPF_LSM_MAC, "attach_btf_id": 1},
+    objects.BPF_PROG_TYPE_EXT: {"attach_btf_id": 1},
+}
+_NEEDS_TARGET = {objects.BPF_PROG_TYPE_TRACING: "a kernel function (BTF id) to attach to",
+                 objects.BPF_PROG_TYPE_LSM: "an LSM hook (BTF id) to attach to",
+                 objects.BPF_PROG_TYPE_EXT: "a BPF function to replace",
+                 objects.BPF_PROG_TYPE_STRUCT_OPS: "a struct_ops map"}
+
+
+def _load(prog_type: int, bytecode: bytes = _RETURN_0) -> Tuple[int, str]:
+    """(fd or -errno, verifier log) for a probe program, with the attributes
+    its type needs. Probe programs are tiny: their logs fit in 4 KiB."""
+    attrs = _PROG_ATTRS.get(prog_type, {})
+    request = LoadRequest(bytecode, prog_type, "", "GPL", attrs.get("expected_attach_type", 0),
+                          attrs.get("prog_flags", 0), attrs.get("attach_btf_id", 0))
+    ret, log, _ = request.attempt(log_level=1, log_size=4096)
+    return ret, log
+
+
+def _probe_prog_type(prog_type: int) -> Answer:
+    ret, log = _load(prog_type)
+    if ret >= 0:
+        FD(ret).close()
+        return Answer(True)
+    err = -ret
+    needs = _NEEDS_TARGET.get(prog_type)
+    # The verifier (or ENOTSUPP from the struct_ops lookup) spoke: the type is known.
+    if needs and (log.strip() or err == ENOTSUPP):
+        return Answer(True, "known; loading one needs %s" % needs)
+    detail = _refusal(err, log)
+    if needs:
+        detail += " before verification; loading one needs %s" % needs
+    return Answer(False, detail)
+
+
+# --- maps ---------------------------------------------------------------------------------
+
+# (key_size, value_size, max_entries, map_flags) that every kernel with the type accepts.
+_MAP_PARAMS: Dict[str, Tuple[int, int, int, int]] = {
+    "HASH": (4, 8, 1, 0), "ARRAY": (4, 8, 1, 0), "PROG_ARRAY": (4, 4, 1, 0),
+    "PERF_EVENT_ARRAY": (4, 4, 1, 0), "PERCPU_HASH": (4, 8, 1, 0), "PERCPU_ARRAY": (4, 8, 1, 0),
+    "STACK_TRACE": (4, 8, 1, 0), "CGROUP_ARRAY": (4, 4, 1, 0), "LRU_HASH": (4, 8, 1, 0),
+    "LRU_PERCPU_HASH": (4, 8, 1, 0), "LPM_TRIE": (8, 8, 1, BPF_F_NO_PREALLOC),
+    "ARRAY_OF_MAPS": (4, 4, 1, 0), "HASH_OF_MAPS": (4, 4, 1, 0), "DEVMAP": (4, 4, 1, 0),
+    "SOCKMAP": (4, 4, 1, 0), "CPUMAP": (4, 4, 1, 0), "XSKMAP": (4, 4, 1, 0),
+    "SOCKHASH": (4, 4, 1, 0), "CGROUP_STORAGE": (8, 8, 0, 0),
+    "REUSEPORT_SOCKARRAY": (4, 4, 1, 0), "PERCPU_CGROUP_STORAGE": (8, 8, 0, 0),
+    "QUEUE": (0, 4, 1, 0), "STACK": (0, 4, 1, 0), "SK_STORAGE": (4, 8, 0, BPF_F_NO_PREALLOC),
+    "DEVMAP_HASH": (4, 4, 1, 0), "STRUCT_OPS": (4, 4, 1, 0),
+    "RINGBUF": (0, 0, mmap.PAGESIZE, 0), "INODE_STORAGE": (4, 8, 0, BPF_F_NO_PREALLOC),
+    "TASK_STORAGE": (4, 8, 0, BPF_F_NO_PREALLOC), "BLOOM_FILTER": (0, 4, 1, 0),
+    "USER_RINGBUF": (0, 0, mmap.PAGESIZE, 0), "CGRP_STORAGE": (4, 8, 0, BPF_F_NO_PREALLOC),
+    "ARENA": (0, 0, 1, BPF_F_MMAPABLE),
+}
+# Local storage maps must describe key and value with BTF: types of minimal_btf().
+_NEEDS_BTF = {"SK_STORAGE", "INODE_STORAGE", "TASK_STORAGE", "CGRP_STORAGE"}
+_NEEDS_INNER_MAP = {"ARRAY_OF_MAPS", "HASH_OF_MAPS"}
+_BTF_INT, _BTF_LONG = 1, 2
+
+
+def _create_map(map_type: int, key_size: int, value_size: int, max_entries: int,
+                map_flags: int = 0, **extra: int) -> int:
+    attr = _sys.MapCreateAttr(map_type=map_type, key_size=key_size, value_size=value_size,
+                              max_entries=max_entries, map_flags=map_flags, **extra)
+    return _sys.bpf_errno(_sys.BPF_MAP_CREATE, attr)
+
+
+def _probe_map_type(short: str, btf_fd: Optional[FD], inner_fd: Optional[FD]) -> Answer:
+    key_size, value_size, max_entries, flags = _MAP_PARAMS[short]
+    extra: Dict[str, int] = {}
+    if short in _NEEDS_BTF:
+        if btf_fd is None:
+            return Answer(False, "not probed: needs BTF, which this kernel cannot load")
+        extra = dict(btf_fd=btf_fd.fileno(), btf_key_type_id=_BTF_INT,
+                     btf_value_type_id=_BTF_LONG)
+    elif short in _NEEDS_INNER_MAP:
+        if inner_fd is None:
+            return Answer(False, "not probed: no inner array map")
+        extra = dict(inner_map_fd=inner_fd.fileno())
+    elif short == "STRUCT_OPS":
+        # No struct_ops type has BTF id 1 in vmlinux: a kernel that has
+        # struct_ops maps looks it up and answers ENOTSUPP (as libbpf probes).
+        extra = dict(btf_vmlinux_value_type_id=1)
+    ret = _create_map(MAP_TYPES.value(short), key_size, value_size, max_entries, flags, **extra)
+    if ret >= 0:
+        FD(ret).close()
+        return Answer(True)
+    if short == "STRUCT_OPS" and -ret == ENOTSUPP:
+        return Answer(True, "known; creating one needs a struct_ops type")
+    return Answer(False, _refusal(-ret))
+
+
+# --- BTF ----------------------------------------------------------------------------------
+
+def minimal_btf() -> bytes:
+    """A valid BTF blob with two types: [1] ``int`` (32-bit signed) and
+    [2] ``long`` (64-bit signed)."""
+    strings = b"\0int\0long\0"
+    int_info = btf_format.FIXED_STRUCTS[btf_format.BTF_KIND_INT]
+    types = b""
+    for name_off, size in ((1, 4), (5, 8)):
+        types += btf_format.TYPE_STRUCT.pack(name_off, btf_format.btf_info(btf_format.BTF_KIND_INT),
+                                             size)
+        types += int_info.pack((btf_format.BTF_INT_SIGNED << 24) | size * 8)
+    header = btf_format.packed(btf_format.btf_header)
+    return header.pack(btf_format.BTF_MAGIC, btf_format.BTF_VERSION, 0, header.size,
+                       0, len(types), len(types), len(strings)) + types + strings
+
+
+def _load_btf() -> Tuple[Optional[FD], Answer]:
+    blob = minimal_btf()
+    buffer = ctypes.create_string_buffer(blob, len(blob))
+    attr = _sys.BTFLoadAttr(btf=_sys.address(buffer), btf_size=len(blob))
+    ret = _sys.bpf_errno(_sys.BPF_BTF_LOAD, attr)
+    if ret < 0:
+        return None, Answer(False, _refusal(-ret))
+    return FD(ret), Answer(True)
+
+
+# --- links --------------------------------------------------------------------------------
+# BPF_LINK_CREATE checks the program, then dispatches on its type to the code
+# that finds the attach target. A kernel without that kind of link refuses at
+# the dispatch with EINVAL; one that has it goes on to look up the target we
+# give, which is deliberately wrong, and fails there with a different errno.
+# Nothing is attached:
+#   perf_event  target_fd -1 -> EBADF (perf_event_get)        (libbpf's probe_perf_link)
+#   cgroup      target_fd -1 -> EBADF (cgroup_get_from_fd)
+#   netns       target_fd -1 -> EBADF (get_net_ns_by_fd)
+#   tcx/netkit  ifindex 0    -> ENODEV (__dev_get_by_index)
+#   xdp         lo in XDP_FLAGS_HW_MODE -> EOPNOTSUPP (lo has no driver XDP); an
+#               unknown ifindex would say EINVAL, like a kernel without XDP links
+# raw_tracepoint links come from BPF_RAW_TRACEPOINT_OPEN, not LINK_CREATE, and
+# since Linux 5.8 its fd is a link: we attach to bpf_test_finish (fires only in
+# BPF_PROG_TEST_RUN), ask BPF_OBJ_GET_INFO_BY_FD for link info, and detach.
+
+XDP_FLAGS_HW_MODE = 1 << 3
+_BAD_FD = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class _LinkProbe:
+    prog_type: int
+    attach_type: int
+    target: Union[int, Callable[[], int]]
+    supported_errno: int
+    flags: int = 0
+
+
+_LINK_PROBES: Dict[str, _LinkProbe] = {
+    "PERF_EVENT": _LinkProbe(objects.BPF_PROG_TYPE_TRACEPOINT, BPF_PERF_EVENT, _BAD_FD,
+                             _errno.EBADF),
+    "CGROUP": _LinkProbe(objects.BPF_PROG_TYPE_CGROUP_SKB, BPF_CGROUP_INET_INGRESS, _BAD_FD,
+                         _errno.EBADF),
+    "NETNS": _LinkProbe(objects.BPF_PROG_TYPE_SK_LOOKUP, BPF_SK_LOOKUP, _BAD_FD, _errno.EBADF),
+    "XDP": _LinkProbe(objects.BPF_PROG_TYPE_XDP, BPF_XDP, lambda: socket.if_nametoindex("lo"),
+                      _errno.EOPNOTSUPP, XDP_FLAGS_HW_MODE),
+    "TCX": _LinkProbe(objects.BPF_PROG_TYPE_SCHED_CLS, BPF_TCX_INGRESS, 0, _errno.ENODEV),
+    "NETKIT": _LinkProbe(objects.BPF_PROG_TYPE_SCHED_CLS, BPF_NETKIT_PRIMARY, 0, _errno.ENODEV),
+}
+
+
+def _probe_link(probe: _LinkProbe) -> Answer:
+    ret, log = _load(probe.prog_type)
+    if ret < 0:
+        return Answer(False, "cannot load a %s program: %s"
+                      % (PROG_TYPES.short(probe.prog_type), _refusal(-ret, log)))
+    with FD(ret) as prog_fd:
+        target = probe.target() if callable(probe.target) else probe.target
+        attr = _sys.LinkCreateAttr(prog_fd=prog_fd.fileno(), target_fd=target,
+                                   attach_type=probe.attach_type, flags=probe.flags)
+        ret = _sys.bpf_errno(_sys.BPF_LINK_CREATE, attr)
+    if ret >= 0:  # never expected with these targets, but then it surely works
+        FD(ret).close()
+        return Answer(True)
+    if -ret == probe.supported_errno:
+        return Answer(True)
+    return Answer(False, "BPF_LINK_CREATE with %s: %s"
+                  % (ATTACH_TYPES.name(probe.attach_type), _refusal(-ret)))
+
+
+def _probe_raw_tracepoint_link() -> Answer:
+    ret, log = _load(objects.BPF_PROG_TYPE_RAW_TRACEPOINT)
+    if ret < 0:
+        return Answer(False, "cannot load a raw_tracepoint program: %s" % _refusal(-ret, log))
+    name = ctypes.create_string_buffer(b"bpf_test_finish")
+    with FD(ret) as prog_fd:
+        attr = _sys.RawTracepointAttr(name=_sys.address(name), prog_fd=prog_fd.fileno())
+        ret = _sys.bpf_errno(_sys.BPF_RAW_TRACEPOINT_OPEN, attr)
+    if ret < 0:
+        return Answer(False, "BPF_RAW_TRACEPOINT_OPEN(bpf_test_finish): %s" % _refusal(-ret))
+    with FD(ret) as link_fd:
+        info = _sys.BPFLinkInfo()
+        attr = _sys.InfoAttr(bpf_fd=link_fd.fileno(), info_len=ctypes.sizeof(info),
+                             info=_sys.address(info))
+        ret = _sys.bpf_errno(_sys.BPF_OBJ_GET_INFO_BY_FD, attr)
+    if ret < 0:
+        return Answer(False, "the raw tracepoint fd is not a link: %s" % _refusal(-ret))
+    return Answer(True)
+
+
+# --- helpers ------------------------------------------------------------------------------
+# The verifier checks that a helper exists, and that this program type may call
+# it, before it looks at any argument, so "call <id>; exit" is enough: its
+# complaint then is "invalid func" / "unknown func" (no such helper) or
+# "program of this type cannot use helper"; any other complaint (bad arguments)
+# means the call itself was accepted. This is libbpf's probe too.
+
+_NO_HELPER = ("invalid func ", "unknown func ", "cannot use helper")
+
+
+def _probe_helper(prog_type: int, helper: int) -> Answer:
+    code = isa.encode([isa.call_helper(helper), isa.exit_()])
+    ret, log = _load(prog_type, code)
+    if ret >= 0:
+        FD(ret).close()
+        return Answer(True)
+    if not log.strip():
+        return Answer(False, "cannot load a %s program: %s"
+                      % (PROG_TYPES.short(prog_type), _refusal(-ret)))
+    if any(words in log for words in _NO_HELPER):
+        return Answer(False, _refusal(-ret, log))
+    return Answer(True)
+
+
+# --- the rest -----------------------------------------------------------------------------
+
+def _probe_enable_stats() -> Answer:
+    attr = _sys.EnableStatsAttr(type=_sys.BPF_STATS_RUN_TIME)
+    ret = _sys.bpf_errno(_sys.BPF_ENABLE_STATS, attr)
+    if ret < 0:
+        return Answer(False, _refusal(-ret))
+    FD(ret).close()
+    return Answer(True)
+
+
+def _probe_bounded_loops() -> Answer:
+    """A loop the verifier can prove ends (kernels before 5.3 refuse any
+    back-edge: "back-edge from insn 2 to 1")."""
+    code = isa.encode([isa.mov(isa.R0, 0),
+                       isa.alu(isa.BPF_ADD, isa.R0, 1),
+                       isa.jump(isa.BPF_JLT, isa.R0, 4, -2),
+                       isa.exit_()])
+    ret, log = _load(objects.BPF_PROG_TYPE_SOCKET_FILTER, code)
+    if ret < 0:
+        return Answer(False, _refusal(-ret, log))
+    FD(ret).close()
+    return Answer(True)
+
+
+# --- the answer ---------------------------------------------------------------------------
+
+class Features:
+    """The answers of one probe of the running kernel.
+
+    Feature names are the kernel's for types (``BPF_MAP_TYPE_RINGBUF``,
+    ``BPF_PROG_TYPE_XDP``, ``BPF_LINK_TYPE_TCX``) and these for the rest:
+    ``btf``, ``enable_stats``, ``bounded_loops``, ``ringbuf`` (the map and
+    ``bpf_ringbuf_output`` from tracepoints), ``bpf_loop`` and
+    ``bpf_probe_read_kernel`` (callable from tracepoint programs).
+    """
+
+    def __init__(self, groups: Dict[str, Dict[str, Answer]], probe_seconds: float):
+        self._groups = groups
+        self._answers: Dict[str, Answer] = {}
+        for answers in groups.values():
+            self._answers.update(answers)
+        self.probe_seconds = probe_seconds
+
+    def _available(self, group: str) -> FrozenSet[str]:
+        return frozenset(name for name, answer in self._groups[group].items() if answer.available)
+
+    @property
+    def map_types(self) -> FrozenSet[str]:
+        return self._available("map_types")
+
+    @property
+    def prog_types(self) -> FrozenSet[str]:
+        return self._available("prog_types")
+
+    @property
+    def link_types(self) -> FrozenSet[str]:
+        return self._available("link_types")
+
+    btf = property(lambda self: self._answers["btf"].available)
+    enable_stats = property(lambda self: self._answers["enable_stats"].available)
+    bounded_loops = property(lambda self: self._answers["bounded_loops"].available)
+    ringbuf = property(lambda self: self._answers["ringbuf"].available)
+    bpf_loop = property(lambda self: self._answers["bpf_loop"].available)
+    bpf_probe_read_kernel = property(lambda self: self._answers["bpf_probe_read_kernel"].available)
+
+    def answer(self, name: str) -> Answer:
+        """The answer for one feature; ``KeyError`` for a name never probed."""
+        return self._answers[name]
+
+    def require(self, name: str) -> None:
+        """Raise ``UnsupportedFeature`` (with the version that added it and
+        the kernel's refusal) unless ``name`` is available."""
+        answer = self.answer(name)
+        if not answer.available:
+            raise UnsupportedFeature(name, SINCE.get(name), detail=answer.detail)
+
+    @staticmethod
+    def has_helper(prog_type: int, helper: Union[str, int]) -> bool:
+        """Whether programs of ``prog_type`` may call ``helper`` (a name, with
+        or without ``bpf_``, or an id); probed on first use, then cached."""
+        return _helper_answer(prog_type, helper_id(helper)).available
+
+    @staticmethod
+    def require_helper(prog_type: int, helper: Union[str, int]) -> None:
+        answer = _helper_answer(prog_type, helper_id(helper))
+        if not answer.available:
+            raise UnsupportedFeature("helper %s in %s programs"
+                                     % (helper, PROG_TYPES.name(prog_type)), detail=answer.detail)
+
+    def as_dict(self) -> Dict[str, object]:
+        """For ``pybpf features --json``."""
+        return {"probe_ms": round(self.probe_seconds * 1000, 3),
+                **{group: {name: {"available": a.available, "detail": a.detail}
+                           for name, a in answers.items()}
+                   for group, answers in self._groups.items()}}
+
+    def as_table(self) -> str:
+        """For ``pybpf features``: one line per feature, grouped."""
+        lines: List[str] = []
+        width = max(len(name) for name in self._answers)
+        for group in _GROUPS:
+            lines.append("%s:" % group.replace("_", " "))
+            for name, answer in self._groups[group].items():
+                verdict = "yes" if answer.available else "no"
+                detail = "  (%s)" % answer.detail if answer.detail else ""
+                lines.append("  %-*s  %s%s" % (width, name, verdict, detail))
+        lines.append("probed in %.1f ms" % (self.probe_seconds * 1000))
+        return "\n".join(lines)
+
+
+# --- caches (per process) -----------------------------------------------------------------
+
+_lock = threading.Lock()
+_features: Optional[Features] = None
+_prog_types: Dict[int, Answer] = {}
+_helpers: Dict[Tuple[int, int], Answer] = {}
+
+_EAGER_HELPERS = {"bpf_loop": "bpf_loop", "bpf_probe_read_kernel": "bpf_probe_read_kernel"}
+
+
+def _prog_type_answer(prog_type: int) -> Answer:
+    with _lock:
+        if prog_type not in _prog_types:
+            _prog_types[prog_type] = _probe_prog_type(prog_type)
+        return _prog_types[prog_type]
+
+
+def _helper_answer(prog_type: int, helper: int) -> Answer:
+    with _lock:
+        key = (prog_type, helper)
+        if key not in _helpers:
+            _helpers[key] = _probe_helper(prog_type, helper)
+        return _helpers[key]
+
+
+def prog_type_problem(prog_type: int) -> Optional[str]:
+    """``None`` when this kernel can load programs of ``prog_type``; else why not."""
+    answer = _prog_type_answer(prog_type)
+    return None if answer.available else answer.detail or "refused"
+
+
+def probe(*, refresh: bool = False) -> Features:
+    """Probe the kernel (once per process) and return the answers;
+    ``refresh`` forgets every cached answer and asks again."""
+    global _features
+    if refresh:
+        with _lock:
+            _features = None
+            _prog_types.clear()
+            _helpers.clear()
+    if _features is not None:
+        return _features
+    started = time.perf_counter()
+    tracepoint = objects.BPF_PROG_TYPE_TRACEPOINT
+    groups: Dict[str, Dict[str, Answer]] = {group: {} for group in _GROUPS}
+    btf_fd, groups["other"]["btf"] = _load_btf()
+    inner_ret = _create_map(MAP_TYPES.value("ARRAY"), 4, 4, 1)
+    inner_fd = FD(inner_ret) if inner_ret >= 0 else None
+    try:
+        for short in _MAP_PARAMS:
+            groups["map_types"][MAP_TYPES.name(MAP_TYPES.value(short))] = _probe_map_type(
+                short, btf_fd, inner_fd)
+    finally:
+        for fd in (btf_fd, inner_fd):
+            if fd is not None:
+                fd.close()
+    for value, name in PROG_TYPES.items():
+        if value != objects.BPF_PROG_TYPE_UNSPEC:
+            groups["prog_types"][name] = _prog_type_answer(value)
+    for short, link_probe in _LINK_PROBES.items():
+        groups["link_types"][LINK_TYPES.name(LINK_TYPES.value(short))] = _probe_link(link_probe)
+    groups["link_types"]["BPF_LINK_TYPE_RAW_TRACEPOINT"] = _probe_raw_tracepoint_link()
+    other = groups["other"]
+    other["enable_stats"] = _probe_enable_stats()
+    other["bounded_loops"] = _probe_bounded_loops()
+    ringbuf_map = groups["map_types"]["BPF_MAP_TYPE_RINGBUF"]
+    ringbuf_call = _helper_answer(tracepoint, helper_id("bpf_ringbuf_output"))
+    other["ringbuf"] = ringbuf_map if not ringbuf_map.available else ringbuf_call
+    for feature, helper in _EAGER_HELPERS.items():
+        other[feature] = _helper_answer(tracepoint, helper_id(helper))
+    features = Features(groups, time.perf_counter() - started)
+    with _lock:
+        if _features is None:
+            _features = features
+        return _features

@@ -1,0 +1,120 @@
+"""Feature probes against the running kernel: fast, quiet, cached, and right
+(cross-checked by really creating and loading what they say works)."""
+
+import json
+import time
+
+import pytest
+from kernel_objects import assert_no_new_fds, assert_no_new_objects, open_fds, snapshot
+
+from pybpf import isa
+from pybpf.errors import UnsupportedFeature
+from pybpf.kernel import features, objects
+from pybpf.kernel.features import Answer, Features
+from pybpf.kernel.maps import Map, MapSpec
+from pybpf.kernel.prog import Program
+
+# What pybpf and sniffwrites are built on; every kernel we support has them.
+NEEDED = ["BPF_MAP_TYPE_HASH", "BPF_MAP_TYPE_ARRAY", "BPF_MAP_TYPE_PERCPU_ARRAY",
+          "BPF_MAP_TYPE_PERF_EVENT_ARRAY", "BPF_PROG_TYPE_SOCKET_FILTER",
+          "BPF_PROG_TYPE_TRACEPOINT", "BPF_PROG_TYPE_RAW_TRACEPOINT", "BPF_PROG_TYPE_XDP",
+          "btf", "bounded_loops", "bpf_probe_read_kernel"]
+
+
+@pytest.fixture(scope="module")
+def fresh():
+    """A probe of our own, timed, with nothing cached from other tests."""
+    before, fds = snapshot(), open_fds()
+    started = time.perf_counter()
+    found = features.probe(refresh=True)
+    elapsed = time.perf_counter() - started
+    return found, elapsed, before, fds
+
+
+def test_probe_is_fast_and_quiet(fresh):
+    found, elapsed, before, fds = fresh
+    assert elapsed < 0.5 and found.probe_seconds <= elapsed
+    assert_no_new_fds(fds)
+    assert_no_new_objects(before)
+
+
+def test_probe_is_cached_per_process(fresh):
+    found = fresh[0]
+    started = time.perf_counter()
+    assert features.probe() is found
+    assert time.perf_counter() - started < 0.001
+
+
+def test_needed_features_are_there(fresh):
+    found = fresh[0]
+    for name in NEEDED:
+        found.require(name)
+    assert found.btf and found.bounded_loops and found.bpf_probe_read_kernel
+
+
+def test_answers_match_what_really_works(fresh):
+    found = fresh[0]
+    if found.ringbuf:
+        with Map.create(MapSpec("ringbuf", max_entries=4096)):
+            pass
+    for name in ("BPF_PROG_TYPE_SOCKET_FILTER", "BPF_PROG_TYPE_KPROBE", "BPF_PROG_TYPE_SCHED_CLS",
+                 "BPF_PROG_TYPE_TRACEPOINT", "BPF_PROG_TYPE_XDP", "BPF_PROG_TYPE_TRACING"):
+        prog_type = objects.PROG_TYPES.value(name)
+        code = [isa.mov(isa.R0, 0), isa.exit_()]
+        if name in found.prog_types:
+            Program.load(code, prog_type=prog_type).close()
+        else:   # a refusal comes with its reason (errno and the kernel's words)
+            assert found.answer(name).detail
+            with pytest.raises(OSError):
+                Program.load(code, prog_type=prog_type).close()
+
+
+def test_unavailable_program_types_say_why(fresh):
+    for name, answer in fresh[0].as_dict()["prog_types"].items():
+        if not answer["available"]:
+            assert answer["detail"].startswith("E"), (name, answer)
+
+
+def test_helpers_per_program_type():
+    tracepoint = objects.BPF_PROG_TYPE_TRACEPOINT
+    socket_filter = objects.BPF_PROG_TYPE_SOCKET_FILTER
+    assert Features.has_helper(tracepoint, "get_current_pid_tgid")
+    assert Features.has_helper(tracepoint, "bpf_perf_event_output")
+    assert Features.has_helper(socket_filter, "skb_load_bytes")
+    assert not Features.has_helper(tracepoint, "skb_load_bytes")
+    with pytest.raises(UnsupportedFeature) as caught:
+        Features.require_helper(tracepoint, "bpf_skb_load_bytes")
+    assert "cannot use helper bpf_skb_load_bytes" in str(caught.value)
+
+
+def test_require_names_version_and_reason():
+    answers = {"map_types": {}, "prog_types": {}, "link_types": {},
+               "other": {"ringbuf": Answer(False, "EINVAL")}}
+    with pytest.raises(UnsupportedFeature) as caught:
+        Features(answers, 0.001).require("ringbuf")
+    assert str(caught.value) == ("feature probe failed (EINVAL): this kernel does not support "
+                                 "ringbuf (added in Linux 5.8): EINVAL")
+    with pytest.raises(KeyError):
+        Features(answers, 0.001).require("no_such_feature")
+
+
+def test_unknown_program_type_problem():
+    assert features.prog_type_problem(200) == "EINVAL"
+    assert features.prog_type_problem(objects.BPF_PROG_TYPE_SOCKET_FILTER) is None
+
+
+def test_table_and_json(fresh):
+    found = fresh[0]
+    data = json.loads(json.dumps(found.as_dict()))
+    assert set(data) == {"probe_ms", "map_types", "prog_types", "link_types", "other"}
+    assert data["other"]["btf"] == {"available": True, "detail": ""}
+    assert len(data["map_types"]) >= 30 and len(data["prog_types"]) >= 32
+    table = found.as_table()
+    assert table.splitlines()[0] == "map types:"
+    assert "  BPF_LINK_TYPE_PERF_EVENT" in table and table.splitlines()[-1].startswith("probed in ")
+
+
+def test_minimal_btf_is_what_the_kernel_loads(fresh):
+    assert fresh[0].btf
+    blob = features.minimal_btf()
+    assert blob[:2] == b"\x9f\xeb" and len(blob) == 24 + 2 * 16 + len(b"\0int\0long\0")
