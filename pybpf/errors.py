@@ -161,13 +161,14 @@ class VerifierError(BPFError):
     """
 
     def __init__(self, err: int, program_name: str, log: str, insn_index: Optional[int],
-                 source_lines: Sequence[SourceLocation] = (), source_text: Sequence[str] = ()):
+                 source_lines: Sequence[SourceLocation] = (), source_text: Sequence[str] = (),
+                 reason: str = ""):
         self.program_name = program_name
         self.log = log
         self.insn_index = insn_index
         self.source_lines: List[SourceLocation] = list(source_lines)
         self.source_text: List[str] = list(source_text)
-        reason = last_log_message(log) or os.strerror(err)
+        reason = reason or last_log_message(log) or os.strerror(err)
         where = ""
         if insn_index is not None:
             where = " at instruction %d" % insn_index
@@ -178,10 +179,12 @@ class VerifierError(BPFError):
 
 
 def last_log_message(log: str) -> str:
-    """The verifier's closing complaint: the last line that is not a statistic."""
+    """The verifier's closing complaint: the last line that is neither a
+    statistic nor a dump of register state."""
     for line in reversed(log.strip().splitlines()):
         line = line.strip()
         if line and not line.startswith(("processed ", "verification time", "stack depth",
-                                          "max_states_per_insn", "mark_precise")):
+                                          "max_states_per_insn", "mark_precise",
+                                          "cur state:", "old state:")):
             return line
     return ""

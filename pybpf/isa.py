@@ -301,6 +301,8 @@ def _check_alu(insn: Instruction) -> str:
     op = insn.opcode & 0xF0
     source = insn.opcode & BPF_X
     alu64 = insn.cls == BPF_ALU64
+    if op not in ALU_OPS:
+        return "unknown ALU operation 0x%02x" % op
     if op == BPF_END:
         if alu64 and source:
             return "bswap has no register-source form"

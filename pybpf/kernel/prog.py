@@ -650,7 +650,9 @@ def _load_error(err: int, request: LoadRequest, program: AssembledProgram, log: 
         if truncated:
             log = ("[log truncated: only the last %d bytes of the verifier log are kept]\n%s"
                    % (LOG_SIZE_MAX, log))
-        return VerifierError(err, request.name, log, index, locations, texts)
+        complaints = _complaint_lines(log.splitlines())
+        return VerifierError(err, request.name, log, index, locations, texts,
+                             reason=complaints[0].strip() if complaints else "")
     if err in (_errno.EPERM, _errno.EACCES):
         return BPFPermissionError(err, op)
     if err == _errno.E2BIG:
