@@ -69,7 +69,7 @@ from .objects import (
     BPF_CGROUP_UNIX_CONNECT, BPF_CGROUP_UNIX_SENDMSG, BPF_CGROUP_UNIX_RECVMSG,
     BPF_CGROUP_UNIX_GETPEERNAME, BPF_CGROUP_UNIX_GETSOCKNAME, BPF_NETKIT_PRIMARY,
     BPF_NETKIT_PEER, BPF_TRACE_KPROBE_SESSION, BPF_TRACE_UPROBE_SESSION)
-from .sys import FD
+from .sys import ENOTSUPP, FD
 
 __all__ = [
     "Program", "TestRunResult", "VerifierStats", "LoadRequest", "enable_stats", "failing_slot",
@@ -155,7 +155,6 @@ BPF_LOG_STATS = 4    # only the statistics: insns processed, time, stack depth
 LOG_SIZE_START = 64 * 1024
 LOG_SIZE_MAX = (1 << 24) - 1
 
-ENOTSUPP = 524  # the kernel-internal "operation not supported" BPF_PROG_TEST_RUN returns
 
 # Room given to a test run's output packet beyond the input's size, so that
 # programs growing the packet (bpf_xdp_adjust_head, skb_change_tail) fit.

@@ -87,6 +87,10 @@ BPF_NOEXIST = 1
 BPF_EXIST = 2
 BPF_F_LOCK = 4
 
+# The kernel-internal "operation not supported" (include/linux/errno.h) that
+# some bpf commands leak to userspace; os.strerror does not know it.
+ENOTSUPP = 524
+
 BPF_OBJ_NAME_LEN = 16
 BPF_STATS_RUN_TIME = 0
 
@@ -407,5 +411,6 @@ def address(buffer) -> int:
 def obj_name(name: str) -> bytes:
     """A name for ``map_name``/``prog_name``: the kernel allows
     [A-Za-z0-9_.] and at most 15 bytes; anything else is refused with EINVAL."""
-    cleaned = "".join(ch if ch.isalnum() or ch in "_." else "_" for ch in name)
+    cleaned = "".join(ch if (ch.isascii() and ch.isalnum()) or ch in "_." else "_"
+                      for ch in name)
     return cleaned.encode("ascii", "replace")[:BPF_OBJ_NAME_LEN - 1]

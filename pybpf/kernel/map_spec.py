@@ -1,0 +1,224 @@
+"""What a map type is, and how to ask the kernel for a new map.
+
+The table of map types (which sizes each fixes, whether it is per-CPU,
+indexed, keyless, deletable, and which Linux version added it), the
+options object :class:`MapSpec`, and the translation of a spec into
+``BPF_MAP_CREATE``'s attr, plus the error that explains a refusal. The
+``Map`` that uses the result lives in ``maps``.
+"""
+
+import errno as _errno
+import os
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple, Union
+
+from ..errors import BPFError, UnsupportedFeature
+from . import sys
+from .sys import ENOTSUPP
+from .map_codecs import Codec, KeyType, possible_cpus
+from .objects import (BPF_MAP_TYPE_ARENA, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_ARRAY_OF_MAPS,
+                      BPF_MAP_TYPE_BLOOM_FILTER, BPF_MAP_TYPE_CGROUP_ARRAY,
+                      BPF_MAP_TYPE_CGROUP_STORAGE, BPF_MAP_TYPE_CGRP_STORAGE,
+                      BPF_MAP_TYPE_CPUMAP, BPF_MAP_TYPE_DEVMAP, BPF_MAP_TYPE_DEVMAP_HASH,
+                      BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_HASH_OF_MAPS,
+                      BPF_MAP_TYPE_INODE_STORAGE, BPF_MAP_TYPE_LPM_TRIE, BPF_MAP_TYPE_LRU_HASH,
+                      BPF_MAP_TYPE_LRU_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY,
+                      BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE, BPF_MAP_TYPE_PERCPU_HASH,
+                      BPF_MAP_TYPE_PERF_EVENT_ARRAY, BPF_MAP_TYPE_PROG_ARRAY,
+                      BPF_MAP_TYPE_QUEUE, BPF_MAP_TYPE_REUSEPORT_SOCKARRAY,
+                      BPF_MAP_TYPE_RINGBUF, BPF_MAP_TYPE_SK_STORAGE, BPF_MAP_TYPE_SOCKHASH,
+                      BPF_MAP_TYPE_SOCKMAP, BPF_MAP_TYPE_STACK, BPF_MAP_TYPE_STACK_TRACE,
+                      BPF_MAP_TYPE_STRUCT_OPS, BPF_MAP_TYPE_TASK_STORAGE,
+                      BPF_MAP_TYPE_USER_RINGBUF, BPF_MAP_TYPE_XSKMAP, MAP_TYPES)
+
+# --- map_flags (enum in include/uapi/linux/bpf.h) ----------------------------------------
+BPF_F_NO_PREALLOC = 1 << 0
+BPF_F_NO_COMMON_LRU = 1 << 1
+BPF_F_NUMA_NODE = 1 << 2
+BPF_F_RDONLY = 1 << 3          # also BPF_OBJ_GET / GET_FD_BY_ID open flags
+BPF_F_WRONLY = 1 << 4
+BPF_F_STACK_BUILD_ID = 1 << 5
+BPF_F_ZERO_SEED = 1 << 6
+BPF_F_RDONLY_PROG = 1 << 7
+BPF_F_WRONLY_PROG = 1 << 8
+BPF_F_CLONE = 1 << 9
+BPF_F_MMAPABLE = 1 << 10
+BPF_F_PRESERVE_ELEMS = 1 << 11
+BPF_F_INNER_MAP = 1 << 12
+
+# update flags, re-exported so callers need one import
+BPF_ANY, BPF_NOEXIST, BPF_EXIST = sys.BPF_ANY, sys.BPF_NOEXIST, sys.BPF_EXIST
+
+UNSUPPORTED_ERRNOS = (_errno.EINVAL, _errno.EOPNOTSUPP, ENOTSUPP)
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def strerror(err: int) -> str:
+    if err == ENOTSUPP:
+        return "operation not supported by this map type (ENOTSUPP)"
+    return os.strerror(err)
+
+
+# --- what each map type is --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MapKind:
+    """What a map type allows, and the Linux version that added it.
+
+    ``indexed``: keys are the u32 indexes 0..max_entries-1, always present;
+    ``deletable``: delete works (false for plain arrays);
+    ``keyless``: queue/stack/bloom filter: push, pop, peek, no keys;
+    ``no_elements``: ring buffers: no element calls at all from userspace;
+    ``fd_values``: values written are fds (read back as ids where readable).
+    ``key_size``/``value_size``: sizes the type requires, when it fixes them.
+    """
+    since: str
+    percpu: bool = False
+    indexed: bool = False
+    deletable: bool = True
+    keyless: bool = False
+    no_elements: bool = False
+    fd_values: bool = False
+    key_size: Optional[int] = None
+    value_size: Optional[int] = None
+
+
+_FD_ARRAY = dict(indexed=True, fd_values=True, key_size=4, value_size=4)
+_RING = dict(no_elements=True, key_size=0, value_size=0)
+
+KINDS: Dict[int, MapKind] = {
+    BPF_MAP_TYPE_HASH: MapKind("3.19"),
+    BPF_MAP_TYPE_ARRAY: MapKind("3.19", indexed=True, deletable=False, key_size=4),
+    BPF_MAP_TYPE_PROG_ARRAY: MapKind("4.2", **_FD_ARRAY),
+    BPF_MAP_TYPE_PERF_EVENT_ARRAY: MapKind("4.3", **_FD_ARRAY),
+    BPF_MAP_TYPE_PERCPU_HASH: MapKind("4.6", percpu=True),
+    BPF_MAP_TYPE_PERCPU_ARRAY: MapKind("4.6", percpu=True, indexed=True, deletable=False,
+                                       key_size=4),
+    BPF_MAP_TYPE_STACK_TRACE: MapKind("4.6", key_size=4),
+    BPF_MAP_TYPE_CGROUP_ARRAY: MapKind("4.8", **_FD_ARRAY),
+    BPF_MAP_TYPE_LRU_HASH: MapKind("4.10"),
+    BPF_MAP_TYPE_LRU_PERCPU_HASH: MapKind("4.10", percpu=True),
+    BPF_MAP_TYPE_LPM_TRIE: MapKind("4.11"),
+    BPF_MAP_TYPE_ARRAY_OF_MAPS: MapKind("4.12", **_FD_ARRAY),
+    BPF_MAP_TYPE_HASH_OF_MAPS: MapKind("4.12", fd_values=True, value_size=4),
+    BPF_MAP_TYPE_DEVMAP: MapKind("4.14", indexed=True, key_size=4),
+    BPF_MAP_TYPE_SOCKMAP: MapKind("4.14", indexed=True, fd_values=True, key_size=4),
+    BPF_MAP_TYPE_CPUMAP: MapKind("4.15", indexed=True, key_size=4),
+    BPF_MAP_TYPE_XSKMAP: MapKind("4.18", indexed=True, fd_values=True, key_size=4),
+    BPF_MAP_TYPE_SOCKHASH: MapKind("4.18", fd_values=True),
+    BPF_MAP_TYPE_CGROUP_STORAGE: MapKind("4.19"),
+    BPF_MAP_TYPE_REUSEPORT_SOCKARRAY: MapKind("4.19", indexed=True, fd_values=True, key_size=4),
+    BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE: MapKind("4.20", percpu=True),
+    BPF_MAP_TYPE_QUEUE: MapKind("4.20", keyless=True, key_size=0),
+    BPF_MAP_TYPE_STACK: MapKind("4.20", keyless=True, key_size=0),
+    BPF_MAP_TYPE_SK_STORAGE: MapKind("5.2"),
+    BPF_MAP_TYPE_DEVMAP_HASH: MapKind("5.4"),
+    BPF_MAP_TYPE_STRUCT_OPS: MapKind("5.6"),
+    BPF_MAP_TYPE_RINGBUF: MapKind("5.8", **_RING),
+    BPF_MAP_TYPE_INODE_STORAGE: MapKind("5.10"),
+    BPF_MAP_TYPE_TASK_STORAGE: MapKind("5.11"),
+    BPF_MAP_TYPE_BLOOM_FILTER: MapKind("5.16", keyless=True, key_size=0),
+    BPF_MAP_TYPE_USER_RINGBUF: MapKind("6.1", **_RING),
+    BPF_MAP_TYPE_CGRP_STORAGE: MapKind("6.2"),
+    BPF_MAP_TYPE_ARENA: MapKind("6.9", no_elements=True, key_size=0, value_size=0),
+}
+UNKNOWN_KIND = MapKind("?")
+
+MAP_TYPE_SINCE: Dict[int, str] = {t: kind.since for t, kind in KINDS.items()}
+"""Map type -> first Linux version that has it (for messages and feature probes)."""
+
+
+def _linux_version() -> Tuple[int, ...]:
+    release = os.uname().release.split("-", 1)[0]
+    return tuple(int(part) for part in release.split(".")[:2] if part.isdigit())
+
+
+def _version(text: str) -> Tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+# --- creating -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MapSpec:
+    """What to create. ``map_type`` is a ``BPF_MAP_TYPE_*`` value or name
+    (``"hash"``). Sizes the type fixes may be left out (arrays: key_size 4;
+    perf event / prog arrays: 4 and 4, max_entries = possible CPUs for perf
+    event arrays; queue/stack: key_size 0; ring buffers: 0 and 0). A
+    construct key or value gives its size too. ``name`` is kept in full on the
+    Python side; the kernel gets its first 15 valid bytes.
+
+    LPM tries get ``BPF_F_NO_PREALLOC`` added: the kernel requires it.
+    """
+    map_type: Union[int, str]
+    key_size: Optional[int] = None
+    value_size: Optional[int] = None
+    max_entries: Optional[int] = None
+    name: str = ""
+    flags: int = 0
+    key: KeyType = None
+    value: KeyType = None
+    numa_node: Optional[int] = None
+
+
+def _size(spec_size: Optional[int], fixed: Optional[int], codec: KeyType, role: str,
+          type_name: str) -> int:
+    if spec_size is None:
+        spec_size = fixed
+    if spec_size is None and hasattr(codec, "sizeof"):
+        spec_size = codec.sizeof()
+    if spec_size is None and isinstance(codec, Codec):
+        spec_size = codec.size
+    if spec_size is None:
+        raise ValueError("%s needs %s_size (or a sized %s type)" % (type_name, role, role))
+    if fixed is not None and spec_size != fixed:
+        raise ValueError("%s requires %s_size %d, not %d" % (type_name, role, fixed, spec_size))
+    return spec_size
+
+
+def _check_ring_size(type_name: str, max_entries: int) -> None:
+    if max_entries <= 0 or max_entries & (max_entries - 1) or max_entries % _PAGE_SIZE:
+        raise ValueError("%s max_entries is the buffer size in bytes and must be a power of two "
+                         "and a multiple of the page size (%d), e.g. %d; got %d"
+                         % (type_name, _PAGE_SIZE, 64 * _PAGE_SIZE, max_entries))
+
+
+def create_attr(spec: MapSpec, map_type: int) -> sys.MapCreateAttr:
+    kind = KINDS.get(map_type, UNKNOWN_KIND)
+    type_name = MAP_TYPES.name(map_type)
+    key_size = _size(spec.key_size, kind.key_size, spec.key, "key", type_name)
+    value_size = _size(spec.value_size, kind.value_size, spec.value, "value", type_name)
+    max_entries = spec.max_entries
+    if max_entries is None and map_type == BPF_MAP_TYPE_PERF_EVENT_ARRAY:
+        max_entries = len(possible_cpus())
+    if max_entries is None:
+        raise ValueError("%s needs max_entries" % type_name)
+    flags = spec.flags
+    if map_type == BPF_MAP_TYPE_LPM_TRIE:
+        flags |= BPF_F_NO_PREALLOC
+    if kind.no_elements and map_type != BPF_MAP_TYPE_ARENA:
+        _check_ring_size(type_name, max_entries)
+    attr = sys.MapCreateAttr(map_type=map_type, key_size=key_size, value_size=value_size,
+                             max_entries=max_entries, map_flags=flags,
+                             map_name=sys.obj_name(spec.name))
+    if spec.numa_node is not None:
+        attr.map_flags |= BPF_F_NUMA_NODE
+        attr.numa_node = spec.numa_node
+    return attr
+
+
+def create_error(err: int, op: str, attr: sys.MapCreateAttr) -> BPFError:
+    type_name = MAP_TYPES.name(attr.map_type)
+    since = MAP_TYPE_SINCE.get(attr.map_type)
+    if err in UNSUPPORTED_ERRNOS:
+        if since is None:
+            return UnsupportedFeature(type_name, op=op, err=err,
+                                      detail="map type %d is unknown to pybpf" % attr.map_type)
+        if _linux_version() < _version(since):
+            return UnsupportedFeature(type_name, since, op=op, err=err)
+    if err in (_errno.EPERM, _errno.EACCES):
+        return sys.error_for(err, op)
+    return sys.error_for(err, op, "the kernel refused %s key_size=%d value_size=%d "
+                                  "max_entries=%d map_flags=%#x: %s"
+                         % (type_name, attr.key_size, attr.value_size, attr.max_entries,
+                            attr.map_flags, strerror(err)))
