@@ -31,7 +31,7 @@ Opcode byte of a load or store::
 """
 
 import struct
-from typing import Iterable, List, NamedTuple, Union
+from typing import Dict, Iterable, List, NamedTuple, Tuple, Union
 
 from .errors import DecodeError, EncodeError
 
@@ -267,7 +267,7 @@ def decode(data: bytes, validate: bool = True) -> List[Instruction]:
     new = tuple.__new__
     slots = SLOT.iter_unpack(data)
     position = 0
-    check = validity_problem if validate else None
+    simple = _SIMPLE_RULES
     for opcode, regs, off, imm in slots:
         if opcode == LD_IMM64_OPCODE:
             try:
@@ -285,8 +285,13 @@ def decode(data: bytes, validate: bool = True) -> List[Instruction]:
         else:
             insn = new(Instruction, (opcode, regs & 0xF, regs >> 4, off, imm))
             width = 1
-        if check is not None:
-            problem = check(insn)
+        if validate:
+            rule = simple.get(opcode)
+            if rule is None or ((rule[0] and regs >> 4) or (rule[1] and off) or (rule[2] and imm)
+                                or regs & 0xF > 10 or regs >> 4 > 10):
+                problem = validity_problem(insn)
+            else:
+                problem = ""
             if problem:
                 start = position * SLOT_SIZE
                 raise DecodeError(start, bytes(data[start:start + width * SLOT_SIZE]), problem)
@@ -408,6 +413,37 @@ _CHECK_BY_CLASS = {
     BPF_LD: _check_ld, BPF_LDX: _check_ldx, BPF_ST: _check_st, BPF_STX: _check_stx,
     BPF_ALU: _check_alu, BPF_ALU64: _check_alu, BPF_JMP: _check_jmp, BPF_JMP32: _check_jmp,
 }
+
+
+def _simple_rules() -> Dict[int, Tuple[bool, bool, bool]]:
+    """Opcodes whose only constraints (besides registers r0-r10) are fields
+    that must be zero: opcode -> (src must be 0, off must be 0, imm must be 0).
+
+    ``decode`` checks these inline because they are most of every program;
+    everything else goes through :func:`validity_problem`. A unit test holds
+    the two in agreement.
+    """
+    rules: Dict[int, Tuple[bool, bool, bool]] = {}
+    for cls in (BPF_ALU, BPF_ALU64):
+        for op in (BPF_ADD, BPF_SUB, BPF_MUL, BPF_OR, BPF_AND, BPF_LSH, BPF_RSH, BPF_XOR,
+                   BPF_ARSH, BPF_MOV):
+            rules[cls | op | BPF_K] = (True, True, False)
+            if op != BPF_MOV:  # mov X also encodes movsx and addr_space_cast
+                rules[cls | op | BPF_X] = (False, True, True)
+    for cls in (BPF_JMP, BPF_JMP32):
+        for op in COND_JUMP_OPS:
+            rules[cls | op | BPF_K] = (True, False, False)
+            rules[cls | op | BPF_X] = (False, False, True)
+    for size in (BPF_B, BPF_H, BPF_W, BPF_DW):
+        rules[BPF_LDX | BPF_MEM | size] = (False, False, True)
+        rules[BPF_ST | BPF_MEM | size] = (True, False, False)
+        rules[BPF_STX | BPF_MEM | size] = (False, False, True)
+        if size != BPF_DW:
+            rules[BPF_LDX | BPF_MEMSX | size] = (False, False, True)
+    return rules
+
+
+_SIMPLE_RULES = _simple_rules()
 
 
 def validity_problem(insn: Instruction) -> str:

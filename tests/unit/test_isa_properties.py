@@ -24,3 +24,17 @@ def test_decode_inverts_encode(insns):
 def test_encode_inverts_decode(insn):
     data = insn.encode()
     assert isa.encode(isa.decode(data)) == data
+
+
+def test_inline_decode_rules_agree_with_validity_problem():
+    """decode() checks common opcodes inline; it must accept and reject exactly
+    what validity_problem does, for every field value that matters."""
+    for opcode, (src_zero, off_zero, imm_zero) in isa._SIMPLE_RULES.items():
+        for dst in (0, 10, 11):
+            for src in (0, 3, 11):
+                for off in (0, -1, 7):
+                    for imm in (0, 1, -5):
+                        insn = isa.Instruction(opcode, dst, src, off, imm)
+                        inline_ok = not ((src_zero and src) or (off_zero and off)
+                                         or (imm_zero and imm) or dst > 10 or src > 10)
+                        assert inline_ok == (isa.validity_problem(insn) == ""), insn
