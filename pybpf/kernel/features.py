@@ -35,12 +35,13 @@ from typing import Callable, Dict, FrozenSet, List, Optional, Tuple, Union
 from .. import isa
 from ..asm import helper_id
 from ..errors import UnsupportedFeature, last_log_message
-from . import btf_format, objects
+from . import objects
 from . import sys as _sys
 from .objects import (ATTACH_TYPES, LINK_TYPES, MAP_TYPES, PROG_TYPES, BPF_CGROUP_GETSOCKOPT,
                       BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_INET_INGRESS, BPF_LIRC_MODE2,
                       BPF_LSM_MAC, BPF_NETFILTER, BPF_NETKIT_PRIMARY, BPF_PERF_EVENT,
                       BPF_SK_LOOKUP, BPF_TCX_INGRESS, BPF_TRACE_FENTRY, BPF_XDP)
+from .btf_writer import BTFBuilder
 from .map_spec import BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, MAP_TYPE_SINCE
 from .prog import BPF_F_SLEEPABLE, ENOTSUPP, PROG_TYPE_SINCE, LoadRequest
 from .sys import FD
@@ -195,16 +196,10 @@ def _probe_map_type(short: str, btf_fd: Optional[FD], inner_fd: Optional[FD]) ->
 def minimal_btf() -> bytes:
     """A valid BTF blob with two types: [1] ``int`` (32-bit signed) and
     [2] ``long`` (64-bit signed)."""
-    strings = b"\0int\0long\0"
-    int_info = btf_format.FIXED_STRUCTS[btf_format.BTF_KIND_INT]
-    types = b""
-    for name_off, size in ((1, 4), (5, 8)):
-        types += btf_format.TYPE_STRUCT.pack(name_off, btf_format.btf_info(btf_format.BTF_KIND_INT),
-                                             size)
-        types += int_info.pack((btf_format.BTF_INT_SIGNED << 24) | size * 8)
-    header = btf_format.packed(btf_format.btf_header)
-    return header.pack(btf_format.BTF_MAGIC, btf_format.BTF_VERSION, 0, header.size,
-                       0, len(types), len(types), len(strings)) + types + strings
+    builder = BTFBuilder()
+    builder.int("int", 4, True)
+    builder.int("long", 8, True)
+    return builder.encode()
 
 
 def _load_btf() -> Tuple[Optional[FD], Answer]:

@@ -10,7 +10,7 @@ options object :class:`MapSpec`, and the translation of a spec into
 import errno as _errno
 import os
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Union
 
 from ..errors import BPFError, UnsupportedFeature
 from . import sys
@@ -128,15 +128,6 @@ MAP_TYPE_SINCE: Dict[int, str] = {t: kind.since for t, kind in KINDS.items()}
 """Map type -> first Linux version that has it (for messages and feature probes)."""
 
 
-def _linux_version() -> Tuple[int, ...]:
-    release = os.uname().release.split("-", 1)[0]
-    return tuple(int(part) for part in release.split(".")[:2] if part.isdigit())
-
-
-def _version(text: str) -> Tuple[int, ...]:
-    return tuple(int(part) for part in text.split("."))
-
-
 # --- creating -------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -149,6 +140,11 @@ class MapSpec:
     Python side; the kernel gets its first 15 valid bytes.
 
     LPM tries get ``BPF_F_NO_PREALLOC`` added: the kernel requires it.
+
+    ``btf`` (anything with ``fileno()``, normally a loaded BTF object) and the
+    key/value type ids in it describe keys and values to the kernel, so that
+    ``bpftool map dump`` prints them as structs. The map keeps its own
+    reference to the BTF: the caller may close it once the map exists.
     """
     map_type: Union[int, str]
     key_size: Optional[int] = None
@@ -159,6 +155,9 @@ class MapSpec:
     key: KeyType = None
     value: KeyType = None
     numa_node: Optional[int] = None
+    btf: Optional[Any] = None
+    btf_key_type_id: int = 0
+    btf_value_type_id: int = 0
 
 
 def _size(spec_size: Optional[int], fixed: Optional[int], codec: KeyType, role: str,
@@ -204,6 +203,14 @@ def create_attr(spec: MapSpec, map_type: int) -> sys.MapCreateAttr:
     if spec.numa_node is not None:
         attr.map_flags |= BPF_F_NUMA_NODE
         attr.numa_node = spec.numa_node
+    if spec.btf is not None:
+        if not spec.btf_value_type_id:
+            raise ValueError("map %r: btf given without btf_value_type_id" % spec.name)
+        attr.btf_fd = spec.btf.fileno()
+        attr.btf_key_type_id = spec.btf_key_type_id
+        attr.btf_value_type_id = spec.btf_value_type_id
+    elif spec.btf_key_type_id or spec.btf_value_type_id:
+        raise ValueError("map %r: BTF type ids given without btf" % spec.name)
     return attr
 
 
@@ -214,7 +221,9 @@ def create_error(err: int, op: str, attr: sys.MapCreateAttr) -> BPFError:
         if since is None:
             return UnsupportedFeature(type_name, op=op, err=err,
                                       detail="map type %d is unknown to pybpf" % attr.map_type)
-        if _linux_version() < _version(since):
+        # Ask the kernel, not its version number: can it create this type at all?
+        from .features import probe  # features builds on this module
+        if type_name not in probe().map_types:
             return UnsupportedFeature(type_name, since, op=op, err=err)
     if err in (_errno.EPERM, _errno.EACCES):
         return sys.error_for(err, op)

@@ -35,7 +35,8 @@ from .. import isa
 from ..asm import AssembledProgram
 from ..errors import (BPFError, BPFPermissionError, NotFoundError, SourceLocation,
                       UnsupportedFeature, VerifierError)
-from . import objects
+from . import log_buffer, objects
+from .log_buffer import LOG_SIZE_MAX, LOG_SIZE_START
 from . import sys as _sys
 # The kernel's enums have one home, ``kernel.objects``; program and attach types
 # are re-exported here because loading is where callers need them.
@@ -147,13 +148,6 @@ BPF_LOG_LEVEL1 = 1   # the instructions the verifier walks, and why it stopped
 BPF_LOG_LEVEL2 = 2   # also every state at every instruction (very large)
 BPF_LOG_STATS = 4    # only the statistics: insns processed, time, stack depth
 
-# The verifier log buffer starts at LOG_SIZE_START and doubles (or jumps to the
-# kernel's log_true_size, Linux 6.4+) up to LOG_SIZE_MAX: UINT_MAX >> 8, the
-# most kernels before 5.2 accept (later ones take UINT_MAX >> 2). A log larger
-# than that is cut, and the load reports ENOSPC instead of the verifier's
-# errno; Linux 6.4+ keeps the *end* of the log, which holds the complaint.
-LOG_SIZE_START = 64 * 1024
-LOG_SIZE_MAX = (1 << 24) - 1
 
 
 # Room given to a test run's output packet beyond the input's size, so that
@@ -368,14 +362,7 @@ class LoadRequest:
     def attempt_with_log(self, log_level: int) -> Tuple[int, str, bool]:
         """Load with a log, growing the buffer until the log fits or reaches
         LOG_SIZE_MAX. Returns (fd or -errno, log, truncated)."""
-        size = LOG_SIZE_START
-        while True:
-            ret, log, true_size = self.attempt(log_level, size)
-            if ret != -_errno.ENOSPC:
-                return ret, log, False
-            if size >= LOG_SIZE_MAX:
-                return ret, log, True
-            size = min(LOG_SIZE_MAX, max(size * 2, true_size))
+        return log_buffer.attempt_with_log(lambda size: self.attempt(log_level, size))
 
 
 def _as_bytecode(code: Code, maps: Optional[Mapping[str, Any]]) -> Tuple[bytes, AssembledProgram]:

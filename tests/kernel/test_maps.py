@@ -15,7 +15,7 @@ import pytest
 from kernel_objects import (assert_no_new_fds, assert_no_new_objects, load_trivial_program,
                             open_fds, snapshot)
 from pybpf.errors import BPFError, MapFullError, NotFoundError, UnsupportedFeature
-from pybpf.kernel import maps, objects, pin, sys
+from pybpf.kernel import map_spec, maps, objects, pin, sys
 from pybpf.kernel.maps import BPF_EXIST, BPF_NOEXIST, Map, MapSpec
 
 NCPUS = len(maps.possible_cpus())
@@ -410,3 +410,25 @@ def test_map_fd_is_not_leaked_on_failed_create(no_leaks):
                 pass
             iterator = m.items()
             next(iterator, None)   # abandoned half-way
+
+
+def test_map_types_this_kernel_lacks_raise_unsupported_feature_with_version():
+    """Whether a type exists is asked of the kernel (the feature probe), never
+    read from its version number. On this kernel every type may exist; the
+    kernel matrix runs this on older kernels, where some do not."""
+    from pybpf.kernel import features
+    available = features.probe().map_types
+    for value, since in map_spec.MAP_TYPE_SINCE.items():
+        name = objects.MAP_TYPES.name(value)
+        if name in available:
+            continue
+        with pytest.raises(UnsupportedFeature) as info:
+            Map.create(MapSpec(value, key_size=4, value_size=8, max_entries=4096, name="absent"))
+        assert info.value.since == since and ("added in Linux %s" % since) in str(info.value)
+
+
+def test_bad_parameters_for_an_existing_type_name_them():
+    with pytest.raises(BPFError) as info:
+        Map.create(MapSpec("hash", key_size=4, value_size=8, max_entries=0, name="zero"))
+    assert not isinstance(info.value, UnsupportedFeature)
+    assert "BPF_MAP_TYPE_HASH" in str(info.value) and "max_entries=0" in str(info.value)

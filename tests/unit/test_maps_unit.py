@@ -1,14 +1,12 @@
 """Map codecs, spec checks and error choice: no kernel needed."""
 
-import errno
 import ipaddress
 
 import construct
 import pytest
 
-from pybpf.errors import UnsupportedFeature
 from pybpf.kernel import map_codecs as codecs
-from pybpf.kernel import map_spec, objects, sys
+from pybpf.kernel import map_spec, objects
 from pybpf.kernel.map_spec import MapSpec
 
 
@@ -91,19 +89,6 @@ def test_spec_defaults_and_checks():
         attr_for(map_type="queue", key_size=4, value_size=4, max_entries=1)
     with pytest.raises(ValueError, match="power of two"):
         attr_for(map_type="ringbuf", max_entries=3 * 4096)
-
-
-def test_old_kernel_gets_unsupported_feature_with_version(monkeypatch):
-    monkeypatch.setattr(map_spec, "_linux_version", lambda: (5, 4))
-    attr = sys.MapCreateAttr(map_type=objects.BPF_MAP_TYPE_RINGBUF, max_entries=4096)
-    error = map_spec.create_error(errno.EINVAL, "BPF_MAP_CREATE", attr)
-    assert isinstance(error, UnsupportedFeature)
-    assert error.feature == "BPF_MAP_TYPE_RINGBUF" and error.since == "5.8"
-    assert "added in Linux 5.8" in str(error)
-    monkeypatch.setattr(map_spec, "_linux_version", lambda: (6, 1))
-    error = map_spec.create_error(errno.EINVAL, "BPF_MAP_CREATE", attr)
-    assert not isinstance(error, UnsupportedFeature)
-    assert "BPF_MAP_TYPE_RINGBUF key_size=0" in str(error)
 
 
 def test_every_known_map_type_has_a_since_version():
