@@ -18,17 +18,13 @@ import errno as _errno
 from typing import Any, Optional
 
 from ..errors import BPFError, NotFoundError
+from . import features, objects, tracefs
 from . import sys as _sys
-from . import features, tracefs
-
-# enum bpf_attach_type (include/uapi/linux/bpf.h)
-BPF_PERF_EVENT = 41
 
 # How a Link is attached (Link.method)
 VIA_BPF_LINK = "BPF_LINK_CREATE"
 VIA_IOCTL = "PERF_EVENT_IOC_SET_BPF"
 VIA_RAW_TRACEPOINT = "BPF_RAW_TRACEPOINT_OPEN"
-
 
 
 def perf_links_supported() -> bool:
@@ -119,7 +115,7 @@ def attach_tracepoint(prog: Any, tracepoint: str, *, use_link: Optional[bool] = 
     try:
         if use_link:
             attr = _sys.LinkCreateAttr(prog_fd=_prog_fd(prog), target_fd=perf_fd.fileno(),
-                                       attach_type=BPF_PERF_EVENT)
+                                       attach_type=objects.BPF_PERF_EVENT)
             try:
                 link_fd = _sys.bpf_fd(_sys.BPF_LINK_CREATE, attr)
             except BPFError as exc:
