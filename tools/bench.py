@@ -7,6 +7,8 @@ a Markdown table (stdout) and, with ``--json FILE``, the same figures as JSON.
 Nothing here asserts a timing; the test suite only checks that it runs.
 
     python3 tools/bench.py isa            # encode/decode/assemble/disassemble
+    python3 tools/bench.py reader         # perf and ring buffer readers (root)
+    python3 tools/bench.py btf            # vmlinux BTF load + member paths
     python3 tools/bench.py isa --quick    # tiny run, for CI
 """
 
@@ -20,7 +22,8 @@ import sys
 import time
 from typing import Callable, Dict, List
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_TOOLS = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.dirname(_TOOLS), _TOOLS]
 
 from pybpf import asm, isa  # noqa: E402
 
@@ -79,7 +82,31 @@ def bench_isa(quick: bool) -> Dict[str, Dict[str, float]]:
     return {name: dict(r, unit="instructions/s") for name, r in results.items()}
 
 
-BENCHMARKS = {"isa": bench_isa}
+def bench_reader(quick: bool) -> Dict[str, Dict[str, float]]:
+    """Records/s decoded from each transport, 128-byte records, one consumer."""
+    import bench_reader
+    if quick:
+        return bench_reader.run(records=5_000, repeats=1, ring_sizes=(256 << 10,))
+    return bench_reader.run()
+
+
+def bench_btf(quick: bool) -> Dict[str, Dict[str, float]]:
+    """Start-up cost of kernel struct offsets: load vmlinux BTF afresh and
+    resolve 20 member paths, without the on-disk index (cold) and with it
+    (warm, what every start after the first pays)."""
+    from pybpf.kernel import btf
+
+    repeats = 1 if quick else 5
+    results = {}
+    for label, cache in (("cold: parse + resolve 20 paths", False),
+                         ("warm: cached index + resolve 20 paths", True)):
+        totals = [btf.bench_resolve(cache=cache).total_s * 1e3 for _ in range(repeats)]
+        results[label] = {"median": statistics.median(totals), "min": min(totals),
+                          "max": max(totals), "unit": "ms"}
+    return results
+
+
+BENCHMARKS = {"isa": bench_isa, "reader": bench_reader, "btf": bench_btf}
 
 
 def markdown(name: str, results: Dict[str, Dict[str, float]]) -> str:
