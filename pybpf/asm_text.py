@@ -23,6 +23,7 @@ and its text. This module reads text only; building programs is :mod:`pybpf.asm`
 """
 
 import linecache
+import os
 import re
 from typing import Dict, List, NamedTuple, NoReturn, Optional, Set, Tuple
 
@@ -441,8 +442,9 @@ class _Parser:
 
 def _remember_text(filename: str, text: str) -> None:
     """Let linecache (and so disasm's ``source=True``) show lines of text that
-    exists in memory only, under a pseudo file name such as ``<asm>``."""
-    if filename.startswith("<"):
+    exists in memory only: under a pseudo file name such as ``<asm>``, or a
+    name given for text that is not (or no longer) on disk."""
+    if filename.startswith("<") or not os.path.isfile(filename):
         lines = [line + "\n" for line in text.splitlines()]
         linecache.cache[filename] = (len(text), None, lines, filename)
 

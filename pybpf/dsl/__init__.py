@@ -1,0 +1,46 @@
+"""The DSL in which pybpf's eBPF programs are written, in Python.
+
+Programs read top-down like their C: no register numbers, stack offsets or
+jump offsets. A program is a function decorated with its attach point; it
+receives ``p`` (statements, :mod:`.builder`) and ``ctx`` (the context,
+:mod:`.context`):
+
+.. code-block:: python
+
+    from pybpf.dsl import HashMap, raw_tracepoint, u32, u64
+
+    counts = HashMap(key=u32, value=u64, max_entries=10240)
+
+    @raw_tracepoint("sys_enter")
+    def count_syscalls(p, ctx):
+        pid = u32(p.helpers.get_current_pid_tgid() >> 32)
+        count = counts.lookup(pid)
+        with p.if_(count):
+            p.atomic_add(count, 1)
+        with p.else_():
+            counts.update(pid, u64(1), BPF_NOEXIST)
+
+Modules, one job each: :mod:`.types` (integers, structs, arrays),
+:mod:`.values` (operators, typing, folding), :mod:`.memory` (fields and
+pointers), :mod:`.regalloc` and :mod:`.frame` (registers and stack),
+:mod:`.codegen` (instructions), :mod:`.builder` (statements),
+:mod:`.helpers`, :mod:`.maps`, :mod:`.config`, :mod:`.context`,
+:mod:`.program` (build, load, attach).
+"""
+
+from ..errors import ProgramBuildError
+from .config import Config
+from .maps import (BPF_ANY, BPF_EXIST, BPF_NOEXIST, ArrayMap, HashMap, LRUHashMap, PerCPUArray,
+                   PerCPUHash, RingBuf)
+from .program import Collection, Program, Subprogram, raw_tracepoint, subprogram, tracepoint
+from .types import (KernelPtr, Ptr, Struct, UserPtr, alignof, char, offsetof, s8, s16, s32, s64,
+                    sizeof, u8, u16, u32, u64)
+from .values import Cond, Value, Var
+
+__all__ = [
+    "ArrayMap", "BPF_ANY", "BPF_EXIST", "BPF_NOEXIST", "Collection", "Cond", "Config",
+    "HashMap", "KernelPtr", "LRUHashMap", "PerCPUArray", "PerCPUHash", "Program",
+    "ProgramBuildError", "Ptr", "RingBuf", "Struct", "Subprogram", "UserPtr", "Value", "Var",
+    "alignof", "char", "offsetof", "raw_tracepoint", "s16", "s32", "s64", "s8", "sizeof",
+    "subprogram", "tracepoint", "u16", "u32", "u64", "u8",
+]
