@@ -1,0 +1,79 @@
+"""Where formatted lines go: standard output or a file.
+
+An output file is created readable by its owner only (0600): it can hold
+other users' paths and, with ``--capture``, their data. It is opened for
+appending and reopened by :meth:`Sink.reopen` (on SIGHUP), so logrotate can
+move it away. Writes are buffered and flushed in batches by the caller.
+
+A closed pipe (``sniffwrites ... | head``) raises :class:`OutputClosed`, which
+the app turns into a quiet, clean exit rather than a traceback.
+"""
+
+import io
+import os
+import sys
+from typing import Iterable, Optional, TextIO
+
+OUTPUT_FILE_MODE = 0o600
+
+
+class OutputClosed(Exception):
+    """The reader of our output went away (EPIPE)."""
+
+
+class Sink:
+    """Line-oriented output to ``path`` (appended, 0600) or to stdout."""
+
+    def __init__(self, path: Optional[str] = None):
+        self.path = path
+        self._stream: TextIO = self._open() if path else sys.stdout
+        self.lines_written = 0
+
+    def _open(self) -> TextIO:
+        # O_CREAT with mode 0600 sets the mode of a new file; an existing file
+        # that is readable by others is tightened too.
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                     OUTPUT_FILE_MODE)
+        try:
+            os.fchmod(fd, OUTPUT_FILE_MODE)
+            return io.open(fd, "w", encoding="utf-8", errors="backslashreplace",
+                           buffering=1 << 16)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def write_lines(self, lines: Iterable[str]) -> None:
+        text = "\n".join(lines)
+        if not text:
+            return
+        try:
+            self._stream.write(text + "\n")
+        except BrokenPipeError:
+            raise OutputClosed() from None
+        self.lines_written += text.count("\n") + 1
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise OutputClosed() from None
+
+    def reopen(self) -> None:
+        """Close and reopen the output file (log rotation); stdout is kept."""
+        if not self.path:
+            return
+        self.flush()
+        old, self._stream = self._stream, self._open()
+        old.close()
+
+    def close(self) -> None:
+        if self._stream is sys.stdout:
+            try:
+                self.flush()
+            except OutputClosed:
+                # Keep the interpreter from complaining about stdout at exit.
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+            return
+        self._stream.close()
