@@ -257,7 +257,10 @@ class Assembler:
                 raise AssemblyError("unknown label %r" % fix.target, loc)
             target_slot = slot_starts[self._labels[fix.target]]
             insn = insns[fix.index]
-            delta = target_slot - (slot_starts[fix.index] + insn.width)
+            # pc-relative to the next slot, except for a function address:
+            # the kernel resolves ld_imm64 BPF_PSEUDO_FUNC like a call, from
+            # the ld_imm64's own slot + 1 (add_subprog_and_kfunc in verifier.c).
+            delta = target_slot - slot_starts[fix.index] - (1 if fix.kind == "func" else insn.width)
             if fix.kind == "jump":
                 if not -0x8000 <= delta <= 0x7FFF:
                     raise AssemblyError("jump to %r is %d instructions away, beyond the 16-bit "

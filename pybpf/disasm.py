@@ -449,7 +449,7 @@ def _annotate_ld_imm64(i: Instruction, index: int, slot: int,
     if not i.src:
         return _llvm_imm64(i), ""
     if i.src == isa.BPF_PSEUDO_FUNC:
-        name = ctx.names.get(slot + 2 + i.imm)
+        name = ctx.names.get(slot + 1 + i.imm)
         if name is not None:
             return "r%d = subprog[%s] ll" % (i.dst, name), "address of a function (a callback)"
     low = _u32(i.imm)
@@ -619,7 +619,7 @@ def _target_slots(instructions: Sequence[Instruction],
         elif opcode == CALL_OPCODE and insn.src == isa.BPF_PSEUDO_CALL:
             functions.append(slot + 1 + insn.imm)
         elif opcode == LD_IMM64_OPCODE and insn.src == isa.BPF_PSEUDO_FUNC:
-            functions.append(slot + 2 + insn.imm)
+            functions.append(slot + 1 + insn.imm)
     return jumps, functions
 
 

@@ -7,7 +7,7 @@ receives ``p`` (statements, :mod:`.builder`) and ``ctx`` (the context,
 
 .. code-block:: python
 
-    from pybpf.dsl import HashMap, raw_tracepoint, u32, u64
+    from pybpf.dsl import BPF_NOEXIST, HashMap, raw_tracepoint, u32, u64
 
     counts = HashMap(key=u32, value=u64, max_entries=10240)
 
@@ -23,9 +23,10 @@ receives ``p`` (statements, :mod:`.builder`) and ``ctx`` (the context,
 Modules, one job each: :mod:`.types` (integers, structs, arrays),
 :mod:`.values` (operators, typing, folding), :mod:`.memory` (fields and
 pointers), :mod:`.regalloc` and :mod:`.frame` (registers and stack),
-:mod:`.codegen` (instructions), :mod:`.builder` (statements),
-:mod:`.helpers`, :mod:`.maps`, :mod:`.config`, :mod:`.context`,
-:mod:`.program` (build, load, attach).
+:mod:`.codegen`, :mod:`.calls` and :mod:`.locations` (instructions),
+:mod:`.peephole`, :mod:`.builder` (statements), :mod:`.helpers`,
+:mod:`.maps`, :mod:`.config`, :mod:`.context`, :mod:`.program` (build,
+load, attach) and :mod:`.functions_btf` (func_info for the loader).
 """
 
 from ..errors import ProgramBuildError

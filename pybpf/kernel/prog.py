@@ -28,6 +28,7 @@ import errno as _errno
 import fcntl
 import linecache
 import re
+import struct
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -334,8 +335,15 @@ class LoadRequest:
     instead of raising: ``features`` probes with it, where failing is an answer."""
 
     def __init__(self, bytecode: bytes, prog_type: int, name: str, license: str,
-                 expected_attach_type: int, prog_flags: int, attach_btf_id: int):
+                 expected_attach_type: int, prog_flags: int, attach_btf_id: int, *,
+                 btf_fd: int = 0, func_info: Sequence[Tuple[int, int]] = ()):
         self.bytecode = bytecode
+        self.btf_fd = btf_fd
+        # struct bpf_func_info { __u32 insn_off; __u32 type_id; } per function
+        self._func_info = ctypes.create_string_buffer(
+            b"".join(struct.pack("<II", off, type_id) for off, type_id in func_info),
+            8 * len(func_info)) if func_info else None
+        self.func_info_cnt = len(func_info)
         self.prog_type = prog_type
         self.name = name
         self.license = license
@@ -354,7 +362,11 @@ class LoadRequest:
             log_level=log_level, log_size=log_size if log else 0,
             log_buf=_sys.address(log) if log else 0, prog_flags=self.prog_flags,
             prog_name=_sys.obj_name(self.name), expected_attach_type=self.expected_attach_type,
-            attach_btf_id=self.attach_btf_id)
+            attach_btf_id=self.attach_btf_id, prog_btf_fd=self.btf_fd)
+        if self._func_info is not None:
+            attr.func_info_rec_size = 8
+            attr.func_info = _sys.address(self._func_info)
+            attr.func_info_cnt = self.func_info_cnt
         ret = _sys.bpf_errno(_sys.BPF_PROG_LOAD, attr)
         text = log.value.decode("utf-8", "replace") if log else ""
         return ret, text, attr.log_true_size
@@ -435,13 +447,17 @@ class Program:
     @classmethod
     def load(cls, code: Code, *, prog_type: int, name: str = "", license: str = "GPL",
              expected_attach_type: int = 0, maps: Optional[Mapping[str, Any]] = None,
-             prog_flags: int = 0, log_level: int = 0, attach_btf_id: int = 0) -> "Program":
+             prog_flags: int = 0, log_level: int = 0, attach_btf_id: int = 0,
+             btf_fd: int = 0, func_info: Sequence[Tuple[int, int]] = ()) -> "Program":
         """Load ``code`` (an AssembledProgram, instructions, or raw bytecode).
 
         ``maps`` maps each map name the code references to an fd or an object
         with ``fileno()``. With ``log_level`` (BPF_LOG_LEVEL1/2, BPF_LOG_STATS)
         the log is kept even on success, in ``verifier_log`` and
         ``verifier_stats``; without it a log is only made after a failure.
+        ``btf_fd`` and ``func_info`` ((slot, BTF FUNC id) per function, the
+        first at slot 0) describe the functions; the kernel requires them of
+        a program that takes a function's address (a ``bpf_loop`` callback).
 
         Raises VerifierError (rejected, with the log and source lines),
         BPFPermissionError, UnsupportedFeature (program type unknown to this
@@ -451,7 +467,7 @@ class Program:
         if not name and isinstance(code, AssembledProgram):
             name = code.name
         request = LoadRequest(bytecode, prog_type, name, license, expected_attach_type,
-                              prog_flags, attach_btf_id)
+                              prog_flags, attach_btf_id, btf_fd=btf_fd, func_info=func_info)
         log, truncated = "", False
         ret = -1 if log_level else request.attempt()[0]
         if ret < 0:
@@ -570,13 +586,17 @@ class Program:
                     else data_out_size) if data else 0
         data_out = ctypes.create_string_buffer(out_size) if out_size else None
         ctx_in = ctypes.create_string_buffer(bytes(ctx), len(ctx)) if ctx else None
-        ctx_out = ctypes.create_string_buffer(len(ctx)) if ctx else None
+        # bpf_prog_test_run_raw_tp (net/bpf/test_run.c) refuses ctx_out and repeat.
+        raw_tp = self.prog_type == BPF_PROG_TYPE_RAW_TRACEPOINT
+        repeat = 0 if raw_tp else repeat
+        ctx_out = ctypes.create_string_buffer(len(ctx)) if ctx and not raw_tp else None
         attr = _sys.TestRunAttr(
             prog_fd=self.fileno(), repeat=repeat, flags=flags, cpu=cpu,
             data_size_in=len(data), data_in=_sys.address(data_in) if data_in else 0,
             data_size_out=out_size, data_out=_sys.address(data_out) if data_out else 0,
             ctx_size_in=len(ctx) if ctx else 0, ctx_in=_sys.address(ctx_in) if ctx_in else 0,
-            ctx_size_out=len(ctx) if ctx else 0, ctx_out=_sys.address(ctx_out) if ctx_out else 0)
+            ctx_size_out=len(ctx) if ctx_out else 0,
+            ctx_out=_sys.address(ctx_out) if ctx_out else 0)
         ret = _sys.bpf_errno(_sys.BPF_PROG_TEST_RUN, attr)
         if ret < 0:
             raise self._test_run_error(-ret, len(data), len(ctx) if ctx else 0, out_size)

@@ -65,7 +65,7 @@ def test_ld_imm64_forms():
     """)
     assert program.instructions == (
         isa.ld_imm64(R1, 0, isa.BPF_PSEUDO_MAP_FD), isa.ld_imm64(R2, 0, isa.BPF_PSEUDO_MAP_VALUE),
-        isa.ld_imm64(R3, 4, isa.BPF_PSEUDO_FUNC), isa.ld_imm64(isa.R4, -1),
+        isa.ld_imm64(R3, 5, isa.BPF_PSEUDO_FUNC), isa.ld_imm64(isa.R4, -1),
         isa.ld_imm64(isa.R5, 0x100000007, isa.BPF_PSEUDO_BTF_ID), isa.exit_())
     assert program.relocations == (
         asm.Relocation(0, asm.RELOC_MAP_FD, "events"),

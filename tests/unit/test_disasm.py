@@ -135,7 +135,7 @@ def test_annotated_golden_with_source():
 
 def test_annotated_invents_labels_for_unnamed_targets():
     insns = [isa.jump(isa.BPF_JGT, R1, R2, 1), isa.call_local(1), isa.exit_(),
-             isa.ld_imm64(R1, -2, isa.BPF_PSEUDO_FUNC), isa.ja(-10), isa.exit_()]
+             isa.ld_imm64(R1, -1, isa.BPF_PSEUDO_FUNC), isa.ja(-10), isa.exit_()]
     text = disasm.disassemble(insns, style="annotated", legend=False)
     assert text.splitlines() == [
         "   0: if r1 > r2 goto L2",

@@ -1,0 +1,683 @@
+"""Instruction selection for one function: values, memory, jumps, calls.
+
+:class:`FunctionCode` turns DSL operations into instructions on the homes
+:mod:`pybpf.dsl.regalloc` chose. It is the only place that names registers.
+It keeps the invariants the rest relies on:
+
+* a value of 32 bits or less sits in a register with the upper 32 bits
+  zero (ALU32 operations, zero-extending loads; ``s8``/``s16`` are
+  sign-extended to 32 bits), so ``u32 -> u64`` costs nothing and 32-bit
+  comparisons use ``JMP32``;
+* constants go in the immediate field whenever it holds them (it is
+  sign-extended 32 bits for 64-bit operations), else through ``ld_imm64``;
+* nothing is emitted where control cannot reach (the verifier rejects
+  "unreachable insn"): a statement there is a build error instead;
+* labels name the next instruction and are placed lazily, so an ``else``
+  can still slip its ``goto`` in front of them.
+"""
+
+import threading
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+from .. import isa
+from ..asm import caller_location
+from ..errors import ProgramBuildError, SourceLocation
+from ..isa import R0, R10, Reg
+from . import peephole
+from .calls import ARG_REGS, CallCode
+from .locations import MASK64, Base, FrameBase, MapValueBase, imm32
+from .peephole import Item
+from .regalloc import StackSlot, Storage
+from .types import IntType, PointerType
+from .values import (BoolOp, Compare, Cond, Const, ConstCond, Local, NEGATED, Not, Value,
+                     Var, as_value, build_error, convert, implicit)
+
+_ALU = {"+": isa.BPF_ADD, "-": isa.BPF_SUB, "*": isa.BPF_MUL, "/": isa.BPF_DIV,
+        "%": isa.BPF_MOD, "&": isa.BPF_AND, "|": isa.BPF_OR, "^": isa.BPF_XOR,
+        "<<": isa.BPF_LSH, ">>": isa.BPF_RSH}
+_JUMP = {"==": (isa.BPF_JEQ, isa.BPF_JEQ), "!=": (isa.BPF_JNE, isa.BPF_JNE),
+         "<": (isa.BPF_JLT, isa.BPF_JSLT), "<=": (isa.BPF_JLE, isa.BPF_JSLE),
+         ">": (isa.BPF_JGT, isa.BPF_JSGT), ">=": (isa.BPF_JGE, isa.BPF_JSGE)}
+
+
+_active = threading.local()
+
+
+def current() -> Any:
+    """The builder of the function being built (maps and helpers emit into it)."""
+    stack = getattr(_active, "stack", None)
+    if not stack:
+        raise build_error("this DSL operation only works while a program is being built "
+                          "(inside a @tracepoint/@raw_tracepoint/@subprogram function)")
+    return stack[-1]
+
+
+@contextmanager
+def building(builder: Any) -> Iterator[None]:
+    """Make ``builder`` the current one for the duration of a build."""
+    stack = getattr(_active, "stack", None)
+    if stack is None:
+        stack = _active.stack = []
+    stack.append(builder)
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+class Block:
+    """A region of structured control flow (function body, if branch, loop
+    body). Values made inside are unusable outside; ``facts`` are the
+    pointers proven non-NULL inside."""
+
+    __slots__ = ("kind", "location", "facts", "temps")
+
+    def __init__(self, kind: str, location: Optional[SourceLocation], facts=()):
+        self.kind = kind
+        self.location = location
+        self.facts = set(facts)
+        self.temps: Dict[Any, Tuple[int, int]] = {}   # stored argument -> (offset, size)
+
+
+class FunctionCode(CallCode):
+    """Instructions of one function into ``sink`` (an Assembler, or None
+    in the tracing build)."""
+
+    def __init__(self, name: str, sink, allocator, frame, cpu: int, label_prefix: str = "",
+                 entry: Optional[SourceLocation] = None):
+        self.name = name
+        self.builder: Any = None
+        self.sink = sink
+        self.alloc = allocator
+        self.frame = frame
+        self.cpu = cpu
+        self.prefix = label_prefix
+        self.blocks: List[Block] = [Block("function", caller_location())]
+        self.reachable = True
+        self.unreachable_at: Optional[SourceLocation] = None
+        self.maps: Dict[str, Any] = {}
+        self.subprograms: List[Any] = []
+        self._pending: List[str] = []
+        self._refs: Dict[str, int] = {}
+        self._labels = 0
+        self._returns: Dict[int, str] = {}
+        # where instructions come from instead of the caller's line: the
+        # function's definition while its parameters arrive (see enter_body)
+        self._location: Optional[SourceLocation] = entry
+        self._stream: List[Item] = []                     # to the sink, after the peephole
+
+    # --- emission and labels ------------------------------------------------------------------
+
+    def _out(self, method: str, *args: Any, **kwargs: Any) -> None:
+        if not self.reachable:
+            raise build_error("unreachable code: nothing can run after the return, break or "
+                              "continue at %s in this block" % (self.unreachable_at,))
+        if self.sink is not None:
+            self._stream.append(Item(method, args, kwargs, self._location or caller_location(),
+                                     list(self._pending)))
+        self._pending.clear()
+
+    def enter_body(self) -> None:
+        """The user's function starts: attribute instructions to its lines."""
+        self._location = None
+
+    def use_subprogram(self, subprogram: Any) -> None:
+        if subprogram not in self.subprograms:
+            self.subprograms.append(subprogram)
+
+    def emit(self, insn: isa.Instruction) -> None:
+        self._out("emit", insn)
+
+    def new_label(self, kind: str) -> str:
+        self._labels += 1
+        return "%s%s_%d" % (self.prefix, kind, self._labels)
+
+    def place(self, label: str) -> None:
+        """Name the next instruction ``label``; code there is reachable when
+        some jump targets it."""
+        self._pending.append(label)
+        if self._refs.get(label):
+            self.reachable = True
+
+    def pending_labels(self) -> List[str]:
+        return self._pending
+
+    def unplace(self, label: str) -> None:
+        """Take back a label placed but not yet attached (``else`` does)."""
+        self._pending.remove(label)
+
+    def goto(self, label: str) -> None:
+        self._refs[label] = self._refs.get(label, 0) + 1
+        self._out("goto", label)
+        self._stop()
+
+    def _stop(self) -> None:
+        self.reachable = False
+        self.unreachable_at = caller_location()
+
+    # --- blocks and facts ---------------------------------------------------------------------
+
+    def enter(self, kind: str, facts=()) -> Block:
+        block = Block(kind, caller_location(), {(s, s.version) for s in facts})
+        self.blocks.append(block)
+        return block
+
+    def leave(self, block: Block) -> None:
+        if self.blocks[-1] is not block:
+            raise build_error("blocks closed out of order (a `for ... in p.range()` left with "
+                              "a Python `break`? use p.break_())")
+        self.blocks.pop()
+        for offset, size in block.temps.values():
+            self.frame.free(offset, size)
+
+    def add_facts(self, facts) -> None:
+        self.blocks[-1].facts.update((s, s.version) for s in facts)
+
+    def proven_nonnull(self, storage: Storage) -> bool:
+        key = (storage, storage.version)
+        return any(key in block.facts for block in self._valid_for(storage))
+
+    def _valid_for(self, storage: Optional[Storage]) -> List[Block]:
+        """The blocks whose knowledge about ``storage`` holds here, innermost
+        first. A variable may change later in a loop's body, before the next
+        iteration reaches this point: what was known outside the loop is not
+        known inside it."""
+        valid = []
+        for block in reversed(self.blocks):
+            valid.append(block)
+            if block.kind == "loop" and (storage is None or storage.is_var):
+                break
+        return valid
+
+    def _check_scope(self, storage: Storage) -> None:
+        if storage.fn is not self:
+            raise build_error("a value of function %r is used in function %r: pass it as an "
+                              "argument instead" % (storage.fn.name, self.name))
+        if not any(storage.block is block for block in self.blocks):
+            block = storage.block
+            raise build_error("a value computed inside the %s block at %s is used outside it; "
+                              "declare it before the block with p.var(...) and .set() it inside"
+                              % (block.kind, block.location))
+
+    # --- storages and their events ------------------------------------------------------------
+
+    def new_storage(self, origin: str = "", is_var: bool = False) -> Storage:
+        return Storage(self.alloc.new_id(), self, self.blocks[-1], origin, is_var)
+
+    def use(self, value: Any, consumer: Optional[Storage] = None,
+            want: Optional[Reg] = None) -> None:
+        if isinstance(value, Local):
+            self._check_scope(value.storage)
+            self.alloc.use(value.storage, consumer, want)
+
+    def _result(self, vtype: Any, storage: Storage, source: Optional[Reg] = None) -> Local:
+        self.alloc.define(storage, source)
+        return Local(vtype, storage)
+
+    def live(self, storage: Storage) -> bool:
+        """Whether the value is needed (the tracing build needs everything)."""
+        return self.alloc.needed(storage)
+
+    # --- registers ----------------------------------------------------------------------------
+
+    def _reg_of(self, value: Value, avoid=()) -> Reg:
+        """A register holding ``value`` (loading a constant or a spilled
+        value into a scratch register)."""
+        if isinstance(value, Const):
+            reg = self.alloc.scratch(avoid)
+            self.mov_imm(reg, value.value, _is64(value.type))
+            return reg
+        home = value.storage.home
+        if isinstance(home, StackSlot):
+            reg = self.alloc.scratch(avoid)
+            self.emit(isa.ldx(8, reg, R10, int(home)))
+            return reg
+        return home
+
+    def _operand(self, value: Value, is64: bool, avoid=()) -> Union[Reg, int]:
+        """An instruction's second operand: the immediate when it fits."""
+        if isinstance(value, Const):
+            imm = imm32(value.value, is64)
+            if imm is not None:
+                return imm
+        return self._reg_of(value, avoid)
+
+    def _target(self, storage: Storage, avoid=()) -> Reg:
+        home = storage.home
+        return home if isinstance(home, Reg) else self.alloc.scratch(avoid)
+
+    def _writeback(self, storage: Storage, reg: Reg) -> None:
+        if isinstance(storage.home, StackSlot):
+            self.emit(isa.stx(8, R10, int(storage.home), reg))
+
+    def _home_reg(self, value: Value) -> Optional[Reg]:
+        if isinstance(value, Local) and isinstance(value.storage.home, Reg):
+            return value.storage.home
+        return None
+
+    def mov_imm(self, reg: Reg, value: int, is64: bool = True) -> None:
+        imm = imm32(value, is64)
+        if imm is None:
+            value &= MASK64
+            self.emit(isa.ld_imm64(reg, value - (1 << 64) if value >> 63 else value))
+        else:
+            self.emit(isa.mov(reg, imm, alu64=is64))
+
+    def move(self, dst: Reg, src: Reg) -> None:
+        if dst != src:
+            self.emit(isa.mov(dst, src))
+
+    # --- arithmetic ---------------------------------------------------------------------------
+
+    def binop(self, op: str, a: Value, b: Value, t: IntType) -> Local:
+        if t.signed and op in ("/", "%") and self.cpu < 4:
+            raise build_error("signed %s needs the cpu v4 instruction set (sdiv/smod, Linux "
+                              "6.6); build with cpu=4, or make the operands unsigned"
+                              % ("division" if op == "/" else "modulo"))
+        if op in ("<<", ">>") and t.is64:
+            b = self.clean(b)
+        storage = self.new_storage()
+        self.use(a, storage)
+        if isinstance(a, Local):
+            self.alloc.derive(a.storage, storage)
+        self.use(b, storage)
+        result = self._result(t, storage)
+        storage.bits = _result_bits(op, a, b, t)
+        if self.live(storage):
+            self._emit_binop(op, a, b, t, storage)
+        return result
+
+    def _emit_binop(self, op: str, a: Value, b: Value, t: IntType, storage: Storage) -> None:
+        is64 = t.is64
+        code = isa.BPF_ARSH if op == ">>" and t.signed else _ALU[op]
+        off = 1 if t.signed and op in ("/", "%") else 0
+        ra, rb = self._home_reg(a), self._home_reg(b)
+        avoid = {r for r in (ra, rb) if r is not None}
+        dst = self._target(storage, avoid)
+        operand = self._operand(b, is64, avoid | {dst})
+
+        def alu(target: Reg, source: Union[Reg, int]) -> None:
+            self.emit(isa.alu(code, target, source, alu64=is64, off=off))
+
+        if ra is not None and dst == ra:
+            alu(dst, operand)
+        elif isinstance(operand, Reg) and dst == operand:
+            if op in ("+", "*", "&", "|", "^"):
+                alu(dst, ra if ra is not None else self._reg_of(a, avoid | {dst}))
+            else:
+                spare = self.alloc.scratch(avoid | {dst})
+                self._load_into(spare, a, is64)
+                alu(spare, operand)
+                self.move(dst, spare)
+        else:
+            self._load_into(dst, a, is64)
+            alu(dst, operand)
+        self._writeback(storage, dst)
+
+    def _load_into(self, reg: Reg, value: Value, is64: bool) -> None:
+        if isinstance(value, Const):
+            self.mov_imm(reg, value.value, is64)
+        elif isinstance(value.storage.home, StackSlot):
+            self.emit(isa.ldx(8, reg, R10, int(value.storage.home)))
+        else:
+            self.move(reg, value.storage.home)
+
+    def convert(self, value: Local, to: IntType) -> Local:
+        """Code for an integer conversion, or the same storage when the
+        register already holds the converted value (or holds it in its low
+        bits: a narrowing conversion costs nothing until cleaned)."""
+        f = value.type
+        if to.size < f.size or (to.size == f.size < 4 and to.signed != f.signed):
+            bits = value.storage.bits
+            fits = bits <= (to.bits - 1 if to.signed and to.size < 4 else to.bits)
+            return Local(to, value.storage, dirty=value.dirty or not fits)
+        value = self.clean(value)
+        if to.is64:
+            if f.is64 or not f.signed:
+                return Local(to, value.storage)
+            return self._unary(value, to, self._sign_extend_64)
+        if to.size < 4 and f.signed and not to.signed:   # s8 -> u16: -1 is 0xffff
+            return self._unary(value, to, lambda dst: self._mask(dst, to.bits))
+        return Local(to, value.storage)
+
+    def clean(self, value: Value) -> Value:
+        """``value`` with the bits above its width in canonical form (see
+        :class:`~pybpf.dsl.values.Local`)."""
+        if not (isinstance(value, Local) and value.dirty):
+            return value
+        t = value.type
+        if t.size == 4:
+            code = (lambda dst: self.emit(isa.mov(dst, dst, alu64=False)))
+        elif t.signed:
+            code = (lambda dst: self._sign_extend_32(dst, t.bits))
+        else:
+            code = (lambda dst: self._mask(dst, t.bits))
+        return self._unary(Local(t, value.storage), t, code)
+
+    def _mask(self, reg: Reg, bits: int) -> None:
+        self.emit(isa.alu(isa.BPF_AND, reg, (1 << bits) - 1, alu64=False))
+
+    def _unary(self, value: Local, to: IntType, code) -> Local:
+        storage = self.new_storage()
+        self.use(value, storage)
+        self.alloc.derive(value.storage, storage)
+        result = self._result(to, storage)
+        storage.bits = canonical_bits(to)
+        if self.live(storage):
+            source = self._home_reg(value)
+            dst = self._target(storage, {source} if source is not None else ())
+            self._load_into(dst, value, True)
+            code(dst)
+            self._writeback(storage, dst)
+        return result
+
+    def _sign_extend_64(self, reg: Reg) -> None:
+        if self.cpu >= 4:
+            self.emit(isa.movsx(reg, reg, 32))
+        else:
+            self.emit(isa.alu(isa.BPF_LSH, reg, 32))
+            self.emit(isa.alu(isa.BPF_ARSH, reg, 32))
+
+    def _sign_extend_32(self, reg: Reg, bits: int) -> None:
+        """Sign-extend the low ``bits`` of ``reg`` to 32 bits, upper half zero."""
+        if self.cpu >= 4:
+            self.emit(isa.movsx(reg, reg, bits, alu64=False))
+        else:
+            self.emit(isa.alu(isa.BPF_LSH, reg, 32 - bits, alu64=False))
+            self.emit(isa.alu(isa.BPF_ARSH, reg, 32 - bits, alu64=False))
+
+    # --- variables ----------------------------------------------------------------------------
+
+    def declare(self, vtype: Any, init: Any = None, origin: str = "") -> Var:
+        storage = self.new_storage(origin, is_var=True)
+        storage.bits = canonical_bits(vtype)
+        var = Var(vtype, storage)
+        if init is None:
+            self.alloc.define(storage)
+        else:
+            self.assign(var, init)
+        return var
+
+    def assign(self, var: Var, value: Any) -> None:
+        value = as_value(value)
+        if isinstance(var.type, PointerType):
+            if not isinstance(value.type, PointerType):
+                value = convert(value, var.type)
+        else:
+            value = self.clean(implicit(value, var.type))
+        storage = var.storage
+        self._check_scope(storage)
+        self.use(value, storage)
+        if isinstance(value, Local):
+            self.alloc.copy(value.storage, storage)
+            storage.nullable = storage.nullable or value.storage.nullable
+        self.alloc.define(storage)
+        storage.version += 1
+        if not self.live(storage):
+            return
+        home = storage.home
+        if isinstance(home, Reg):
+            self._load_into(home, value, _is64(var.type))
+            return
+        if isinstance(value, Const) and imm32(value.value, True) is not None:
+            self.emit(isa.st(8, R10, int(home), imm32(value.value, True)))
+            return
+        reg = self._reg_of(value)
+        self.emit(isa.stx(8, R10, int(home), reg))
+
+    def params(self, specs: Sequence[Tuple[Any, str]]) -> List[Local]:
+        """The values that arrive in r1, r2, ... (the context, a subprogram's
+        arguments), each ``(type, origin)``. Until a value has been placed,
+        its register is not given to another."""
+        storages = [self.new_storage(origin) for _type, origin in specs]
+        self.alloc.reserve({ARG_REGS[i]: s.id for i, s in enumerate(storages)})
+        values = []
+        for reg, storage, (vtype, _origin) in zip(ARG_REGS, storages, specs):
+            values.append(self._result(vtype, storage, source=reg))
+            if self.live(storage):
+                self._place_arrival(storage, reg)
+        return values
+
+    def _place_arrival(self, storage: Storage, reg: Reg) -> None:
+        if isinstance(storage.home, StackSlot):
+            self.emit(isa.stx(8, R10, int(storage.home), reg))
+        else:
+            self.move(storage.home, reg)
+
+    # --- memory -------------------------------------------------------------------------------
+
+    def _base_reg(self, base: Base, offset: int, scratch: Optional[Reg] = None,
+                  avoid=()) -> Tuple[Reg, int]:
+        """(register, offset) addressing ``base + offset``. A map value or a
+        spilled pointer is first loaded into ``scratch`` (or a free register)."""
+        if isinstance(base, FrameBase):
+            return R10, base.offset + offset
+        home = base.storage.home if isinstance(base, Local) else None
+        if isinstance(home, Reg) and -0x8000 <= offset <= 0x7FFF:
+            return home, offset
+        reg = scratch if scratch is not None else self.alloc.scratch(avoid)
+        if isinstance(base, MapValueBase):
+            self.map_value(reg, base.map, offset)
+            return reg, 0
+        if isinstance(home, Reg):   # beyond the 16-bit offset field: add it first
+            self.move(reg, home)
+        else:
+            self.emit(isa.ldx(8, reg, R10, int(home)))
+        if -0x8000 <= offset <= 0x7FFF:
+            return reg, offset
+        self.emit(isa.alu(isa.BPF_ADD, reg, offset))
+        return reg, 0
+
+    def _base_regs(self, base: Base) -> set:
+        reg = self._home_reg(base) if isinstance(base, Local) else None
+        return {reg} if reg is not None else set()
+
+    def load(self, base: Base, offset: int, vtype: Any) -> Local:
+        storage = self.new_storage()
+        self.use(base, storage)
+        if isinstance(base, Local):
+            self.alloc.derive(base.storage, storage)
+        result = self._result(vtype, storage)
+        if self.live(storage):
+            dst = self._target(storage, self._base_regs(base))
+            reg, off = self._base_reg(base, offset, dst)
+            self.emit(isa.ldx(vtype.size, dst, reg, off))
+            if isinstance(vtype, IntType) and vtype.signed and vtype.size < 4:
+                self._sign_extend_32(dst, vtype.bits)
+            self._writeback(storage, dst)
+        storage.bits = canonical_bits(vtype)
+        return result
+
+    def store(self, base: Base, offset: int, size: int, value: Value) -> None:
+        self.use(base)
+        self.use(value)
+        avoid = self._base_regs(base) | ({self._home_reg(value)} - {None})
+        reg, off = self._base_reg(base, offset, avoid=avoid)
+        if isinstance(value, Const):
+            imm = imm32(value.value, size == 8)
+            if imm is not None:
+                self.emit(isa.st(size, reg, off, imm))
+                return
+        self.emit(isa.stx(size, reg, off, self._reg_of(value, avoid | {reg})))
+
+    def atomic_add(self, base: Base, offset: int, size: int, value: Value) -> None:
+        self.use(base)
+        self.use(value)
+        avoid = self._base_regs(base) | ({self._home_reg(value)} - {None})
+        reg, off = self._base_reg(base, offset, avoid=avoid)
+        source = self._home_reg(value)
+        if source is None:
+            source = self.alloc.scratch(avoid | {reg})
+            self._load_into(source, value, size == 8)
+        self.emit(isa.atomic(size, isa.BPF_ADD, reg, off, source))
+
+    def address(self, base: Base, offset: int, ptype: PointerType) -> Local:
+        """The address ``base + offset`` as a pointer value."""
+        if isinstance(base, Local) and offset == 0:
+            return Local(ptype, base.storage)
+        storage = self.new_storage()
+        self.use(base, storage)
+        result = self._result(ptype, storage)
+        if isinstance(base, Local):
+            storage.nullable = base.storage.nullable
+        if self.live(storage):
+            dst = self._target(storage, self._base_regs(base))
+            self._address_into(dst, base, offset)
+            self._writeback(storage, dst)
+        return result
+
+    def _address_into(self, dst: Reg, base: Base, offset: int) -> None:
+        if isinstance(base, MapValueBase):
+            self.map_value(dst, base.map, offset)
+            return
+        if isinstance(base, FrameBase):
+            self.move(dst, R10)
+            offset += base.offset
+        else:
+            self._load_into(dst, base, True)
+        if offset:
+            self.emit(isa.alu(isa.BPF_ADD, dst, offset))
+
+    def map_value(self, dst: Reg, map_decl: Any, offset: int) -> None:
+        self.maps[map_decl.name] = map_decl
+        self._out("ld_map", dst, map_decl.name, value_offset=offset)
+
+    def map_fd(self, dst: Reg, map_decl: Any) -> None:
+        self.maps[map_decl.name] = map_decl
+        self._out("ld_map", dst, map_decl.name)
+
+    # --- jumps --------------------------------------------------------------------------------
+
+    def jump_if(self, cond: Cond, target: str, when: bool = True) -> None:
+        """Jump to ``target`` where ``cond`` is ``when``; fall through otherwise."""
+        if isinstance(cond, ConstCond):
+            raise build_error("this condition is always %s (it compares constants); use a "
+                              "Python `if` to choose code at build time"
+                              % ("true" if cond.value else "false"))
+        if isinstance(cond, Not):
+            self.jump_if(cond.inner, target, not when)
+        elif isinstance(cond, BoolOp):
+            short = (cond.op == "and") != when   # the left side alone decides
+            if short:
+                self.jump_if(cond.left, target, when)
+                self.jump_if(cond.right, target, when)
+            else:
+                skip = self.new_label("skip")
+                self.jump_if(cond.left, skip, not when)
+                self.jump_if(cond.right, target, when)
+                self.place(skip)
+        else:
+            self._compare_jump(cond, target, when)
+
+    def _compare_jump(self, cond: Compare, target: str, when: bool) -> None:
+        op = cond.op if when else NEGATED[cond.op]
+        self.use(cond.a)
+        self.use(cond.b)
+        rb = self._home_reg(cond.b)
+        ra = self._reg_of(cond.a, {rb} if rb is not None else ())
+        operand = self._operand(cond.b, cond.is64, {ra})
+        code = _JUMP[op][cond.signed]
+        self._refs[target] = self._refs.get(target, 0) + 1
+        self._out("jump", code, ra, operand, target, jmp32=not cond.is64)
+
+    def materialize(self, cond: Cond, vtype: IntType) -> Local:
+        """A condition as a 0/1 value."""
+        storage = self.new_storage(is_var=True)
+        var = Var(vtype, storage)
+        self.assign(var, 1)
+        done = self.new_label("cond")
+        self.jump_if(cond, done, True)
+        self.assign(var, 0)
+        self.place(done)
+        return Local(vtype, storage)
+
+    # --- returns ------------------------------------------------------------------------------
+
+    def ret(self, value: Any) -> None:
+        value = as_value(value)
+        if isinstance(value, Const):
+            shared = self._returns.get(value.value)
+            if shared is not None:
+                self.goto(shared)
+                return
+            label = self.new_label("return")
+            self._returns[value.value] = label
+            self.place(label)
+            self.mov_imm(R0, value.value)
+        else:
+            value = self.clean(value)
+            self.use(value, want=R0)
+            self._load_into(R0, value, True)
+        self.emit(isa.exit_())
+        self._stop()
+
+    # --- the end ------------------------------------------------------------------------------
+
+    def finish(self, end: Optional[SourceLocation] = None) -> None:
+        """Close the function: an implicit ``return 0`` where the end is
+        reachable, attributed to ``end`` (the function's last line)."""
+        if len(self.blocks) > 1:
+            block = self.blocks[-1]
+            raise ProgramBuildError("the %s block opened at %s was never closed (a Python "
+                                    "`break` or `return` inside `for ... in p.range()`? use "
+                                    "p.break_() / p.return_())" % (block.kind, block.location),
+                                    block.location)
+        if self.reachable:
+            self._location = end
+            self.ret(0)
+            self._location = None
+        self.alloc.finish()
+        if self.sink is not None:
+            for item in peephole.optimize(self._stream):
+                for label in item.labels:
+                    self.sink.label(label, item.location)
+                getattr(self.sink, item.method)(*item.args, location=item.location,
+                                                **item.kwargs)
+
+
+def canonical_bits(vtype: Any) -> int:
+    """How many low bits of a register holding ``vtype`` may be set: the
+    width of an unsigned type; 32 for signed ones up to 32 bits (they are
+    sign-extended to 32); 64 for 64-bit types and pointers."""
+    if isinstance(vtype, IntType) and vtype.size <= 4:
+        return vtype.bits if not vtype.signed else 32
+    return 64
+
+
+def _bits(value: Value) -> int:
+    if isinstance(value, Const):
+        return value.value.bit_length() if value.value >= 0 else 64
+    return value.storage.bits if not value.dirty else 64
+
+
+def _result_bits(op: str, a: Value, b: Value, t: IntType) -> int:
+    """An upper bound of the significant bits of ``a op b`` (unsigned ``t``),
+    so that narrowing it later needs no masking (``u8(flags | 1)``)."""
+    width = canonical_bits(t)
+    if t.signed:
+        return width
+    ba, bb = _bits(a), _bits(b)
+    if op == "&":
+        bits = min(ba, bb)
+    elif op in ("|", "^"):
+        bits = max(ba, bb)
+    elif op == "+":
+        bits = max(ba, bb) + 1
+    elif op == "*":
+        bits = ba + bb
+    elif op == "/":
+        bits = ba
+    elif op == "%":
+        bits = bb
+    elif op == ">>" and isinstance(b, Const):
+        bits = max(ba - b.value, 0)
+    elif op == "<<" and isinstance(b, Const):
+        bits = ba + b.value
+    else:
+        bits = width
+    return min(bits, width)
+
+
+def _is64(vtype: Any) -> bool:
+    return vtype is None or isinstance(vtype, PointerType) or vtype.size == 8

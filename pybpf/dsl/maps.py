@@ -1,0 +1,264 @@
+"""Map declarations: one object for the kernel code and for Python.
+
+``counts = HashMap(key=u32, value=u64, max_entries=10240)`` at module level
+declares a map. Inside a program, ``counts.lookup(pid)`` emits the helper
+call and returns a pointer to a ``u64`` that must be checked for NULL;
+after loading (see :mod:`pybpf.dsl.program`), ``counts[pid]`` and
+``counts.items()`` read the live map through :class:`pybpf.kernel.maps.Map`,
+decoding keys and values with the same types' ``construct`` parsers.
+
+A map's name is the module variable it is assigned to (``counts``), or
+``name=`` when given; programs refer to maps by that name until the loader
+patches in file descriptors.
+
+A :class:`RingBuf` counts what it loses: its records are reserved with
+``with events.reserve(Event) as ev:``, which submits the record at the end
+of the block, discards it when the block is left early, and bumps a per-CPU
+counter (``events.lost``, a map of its own) when the ring is full, so no
+program can forget to.
+"""
+
+import sys
+from typing import Any, Dict, Iterator, Optional
+
+from ..kernel.maps import MapSpec
+from ..kernel.objects import (BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH,
+                              BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_PERCPU_HASH,
+                              BPF_MAP_TYPE_RINGBUF)
+from .builder import statement
+from .codegen import current
+from .helpers import call_helper, helper
+from .memory import AddressView, Ref
+from .types import DSLType, as_type, sizeof, u32, u64
+from .values import as_value, build_error, compare, implicit
+
+BPF_ANY = 0
+BPF_NOEXIST = 1
+BPF_EXIST = 2
+
+_PACKAGE_DIR = __file__.rsplit("/", 2)[0] + "/"
+
+
+def user_globals() -> Dict[str, Any]:
+    """The globals of the first caller outside pybpf: where a declaration
+    is assigned, so that it can learn its variable name."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith(_PACKAGE_DIR) or "/programs/" in filename:
+            return frame.f_globals
+        frame = frame.f_back  # type: ignore[assignment]
+    return {}
+
+
+class Named:
+    """Something declared at module level that takes its variable's name."""
+
+    def __init__(self, name: Optional[str]):
+        self._name = name
+        self._scope = user_globals()
+
+    @property
+    def name(self) -> str:
+        if self._name is None:
+            for key, value in self._scope.items():
+                if value is self:
+                    self._name = key
+                    break
+            else:
+                raise build_error("cannot tell the name of %r: assign it to a module-level "
+                                  "variable or pass name=..." % self)
+        return self._name
+
+
+class MapDecl(Named):
+    """A map of ``map_type`` with typed keys and values."""
+
+    map_type = -1
+
+    def __init__(self, *, key: Any = None, value: Any = None, max_entries: int,
+                 flags: int = 0, name: Optional[str] = None):
+        super().__init__(name)
+        self.key_type: Optional[DSLType] = as_type(key) if key is not None else None
+        self.value_type: Optional[DSLType] = as_type(value) if value is not None else None
+        self.max_entries = max_entries
+        self.flags = flags
+        self.live: Any = None   # the kernel Map while loaded
+
+    def __repr__(self) -> str:
+        kind = type(self).__name__
+        return "<%s %s>" % (kind, self._name or "(unnamed)")
+
+    def spec(self) -> MapSpec:
+        """What the kernel layer needs to create this map."""
+        return MapSpec(self.map_type,
+                       key_size=self.key_type.size if self.key_type else None,
+                       value_size=self.value_type.size if self.value_type else None,
+                       max_entries=self.max_entries, name=self.name, flags=self.flags,
+                       key=self.key_type.construct() if self.key_type else None,
+                       value=self.value_type.construct() if self.value_type else None)
+
+    # --- in programs ---------------------------------------------------------------------------
+
+    def lookup(self, key: Any) -> Ref:
+        """``bpf_map_lookup_elem(&map, &key)``: a pointer to the value, NULL
+        when absent (check it before use)."""
+        return call_helper(current(), helper("map_lookup_elem"), (self, self._item(key, "key")),
+                           {}, result_type=self.value_type)
+
+    def update(self, key: Any, value: Any, flags: int = BPF_ANY) -> Any:
+        """``bpf_map_update_elem(&map, &key, &value, flags)``; returns 0 or -errno."""
+        return call_helper(current(), helper("map_update_elem"),
+                           (self, self._item(key, "key"), self._item(value, "value"), flags), {})
+
+    def delete(self, key: Any) -> Any:
+        return call_helper(current(), helper("map_delete_elem"), (self, self._item(key, "key")),
+                           {})
+
+    def _item(self, item: Any, role: str) -> Any:
+        """A key or value as the helper takes it: memory of the right size,
+        or a scalar converted to the declared type (stored to the stack)."""
+        declared = self.key_type if role == "key" else self.value_type
+        if isinstance(item, AddressView):
+            item = item._ref
+        if isinstance(item, Ref):
+            if declared is not None and item._type.size != declared.size:
+                raise build_error("map %s: the %s is %s (%d bytes) but the map's %s type is %s "
+                                  "(%d bytes)" % (self.name, role, item._type.name,
+                                                  item._type.size, role, declared.name,
+                                                  declared.size))
+            return item
+        if declared is None or not declared.is_scalar:
+            raise build_error("map %s: pass the %s as memory (a stack %s), not a value"
+                              % (self.name, role, declared.name if declared else "object"))
+        return implicit(as_value(item), declared)
+
+    # --- from Python, once loaded -------------------------------------------------------------
+
+    def _map(self) -> Any:
+        if self.live is None:
+            raise RuntimeError("map %s is not loaded: load a program or collection using it "
+                               "first" % self.name)
+        return self.live
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._map()[key]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._map()[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del self._map()[key]
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._map()
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self._map().get(key, default)
+
+    def items(self) -> Iterator:
+        return self._map().items()
+
+    def keys(self) -> Iterator:
+        return self._map().keys()
+
+    def values(self) -> Iterator:
+        return self._map().values()
+
+    def clear(self) -> None:
+        self._map().clear()
+
+
+class HashMap(MapDecl):
+    map_type = BPF_MAP_TYPE_HASH
+
+
+class LRUHashMap(MapDecl):
+    map_type = BPF_MAP_TYPE_LRU_HASH
+
+
+class PerCPUHash(MapDecl):
+    map_type = BPF_MAP_TYPE_PERCPU_HASH
+
+
+class ArrayMap(MapDecl):
+    map_type = BPF_MAP_TYPE_ARRAY
+
+    def __init__(self, *, value: Any, max_entries: int, flags: int = 0,
+                 name: Optional[str] = None):
+        super().__init__(key=u32, value=value, max_entries=max_entries, flags=flags, name=name)
+
+
+class PerCPUArray(ArrayMap):
+    """Per-CPU values: also the scratch space for data larger than the
+    512-byte stack (``scratch.lookup(0)``)."""
+
+    map_type = BPF_MAP_TYPE_PERCPU_ARRAY
+
+
+class RingBuf(MapDecl):
+    """A ``BPF_MAP_TYPE_RINGBUF`` of ``size`` bytes (a power of two, a
+    multiple of the page size) and its lost-record counter ``lost``."""
+
+    map_type = BPF_MAP_TYPE_RINGBUF
+
+    def __init__(self, size: int, name: Optional[str] = None):
+        super().__init__(max_entries=size, name=name)
+        self.lost = _LostCounter(self)
+
+    @statement
+    def reserve(self, record_type: Any) -> Iterator[Ref]:
+        """``with events.reserve(Event) as ev:`` reserves a record. Inside the
+        block ``ev`` is non-NULL; at its end the record is submitted; leaving
+        it early (``p.return_()``, ``p.break_()``) discards it. A full ring
+        skips the block and counts the loss."""
+        builder = current()
+        code = builder.code
+        record = call_helper(builder, helper("ringbuf_reserve"),
+                             (self, sizeof(record_type)), {}, result_type=record_type)
+        pointer = record._base
+        lost = code.new_label("ring_full")
+        code.jump_if(compare("==", record._pointer_value(unchecked=True), 0), lost)
+        block = code.enter("ring buffer record", {pointer.storage})
+        builder._reservations.append((self, record))
+        yield record
+        builder._reservations.pop()
+        end = None
+        if code.reachable:
+            call_helper(builder, helper("ringbuf_submit"), (record,), {})
+            end = code.new_label("submitted")
+            code.goto(end)
+        code.leave(block)
+        code.place(lost)
+        self.lost.count(builder)
+        if end is not None:
+            code.place(end)
+
+    def discard_record(self, builder: Any, record: Ref) -> None:
+        call_helper(builder, helper("ringbuf_discard"), (record,), {})
+
+    def output(self, data: Any, size: Any = None) -> None:
+        """``bpf_ringbuf_output(&events, data, size, 0)``, counting a failure
+        as lost. ``size`` defaults to the size of ``data``."""
+        builder = current()
+        args = (self, data) if size is None else (self, data, size)
+        result = call_helper(builder, helper("ringbuf_output"), args, {})
+        with builder.if_(result != 0):
+            self.lost.count(builder)
+
+
+class _LostCounter(PerCPUArray):
+    """``<ringbuf>_lost``: key 0 holds, per CPU, how many records did not fit."""
+
+    def __init__(self, ring: RingBuf):
+        super().__init__(value=u64, max_entries=1)
+        self._ring = ring
+
+    @property
+    def name(self) -> str:
+        return self._ring.name + "_lost"
+
+    def count(self, builder: Any) -> None:
+        slot = self.lookup(0)
+        with builder.if_(slot):
+            builder.atomic_add(slot, 1)

@@ -1,0 +1,400 @@
+"""The DSL's types: sized integers, fixed arrays, C-layout structs, pointers.
+
+One declaration serves both sides. A :class:`Struct` subclass gives the
+kernel side its field offsets (laid out by the C rules clang uses for
+``-target bpf``: each field at the next multiple of its alignment, the
+struct's size rounded up to its largest alignment) and gives userspace the
+``construct`` parser of the same bytes (``Event.construct()``), which
+:mod:`pybpf.kernel.records` turns into its fast decoder.
+
+This module knows nothing about registers or code; :mod:`pybpf.dsl.values`
+gives the integer types their operators.
+
+>>> class Event(Struct):
+...     pid: u32
+...     ts: u64
+...     comm: char[16]
+>>> sizeof(Event), offsetof(Event, "ts"), offsetof(Event, "comm")
+(32, 8, 16)
+>>> Event.construct().parse(bytes(range(32))).pid
+50462976
+"""
+
+import sys
+from typing import Any, Dict, NamedTuple, Optional
+
+import construct
+
+
+class DSLType:
+    """Common protocol of every type: ``size``, ``align``, ``name`` and
+    the ``construct`` that parses it. ``T[n]`` is an array of ``n`` T."""
+
+    size: int
+    align: int
+    name: str
+
+    def construct(self) -> construct.Construct:
+        raise NotImplementedError
+
+    def __getitem__(self, count: int) -> "ArrayType":
+        return ArrayType(self, count)
+
+    def __repr__(self) -> str:
+        return self.name
+
+    @property
+    def is_scalar(self) -> bool:
+        """True for what fits in a register (integers, pointers)."""
+        return False
+
+
+class IntType(DSLType):
+    """A fixed-width integer. Calling it converts: ``u32(x)`` truncates a
+    64-bit value, ``s64(x)`` sign-extends a signed 32-bit one, ``u8(300)``
+    is the constant 44 (C conversion rules)."""
+
+    __slots__ = ("name", "size", "signed", "bits", "min", "max")
+
+    def __init__(self, name: str, size: int, signed: bool):
+        self.name = name
+        self.size = size
+        self.signed = signed
+        self.bits = size * 8
+        self.min = -(1 << (self.bits - 1)) if signed else 0
+        self.max = (1 << (self.bits - 1)) - 1 if signed else (1 << self.bits) - 1
+
+    @property
+    def align(self) -> int:
+        return self.size
+
+    @property
+    def is_scalar(self) -> bool:
+        return True
+
+    @property
+    def promoted(self) -> "IntType":
+        """The register width arithmetic happens in: 32 bits for types up to
+        32 bits (keeping their signedness, unlike C's promotion to ``int``:
+        ``u8 + u32`` stays unsigned), else 64."""
+        if self.size >= 4:
+            return self
+        return s32 if self.signed else u32
+
+    @property
+    def is64(self) -> bool:
+        return self.size == 8
+
+    def fits(self, value: int) -> bool:
+        return self.min <= value <= self.max
+
+    def wrap(self, value: int) -> int:
+        """``value`` converted to this type the way C converts integers."""
+        value &= (1 << self.bits) - 1
+        if self.signed and value > self.max:
+            value -= 1 << self.bits
+        return value
+
+    def construct(self) -> construct.Construct:
+        return _FORMAT_FIELDS[self.size][self.signed]
+
+    def __call__(self, value: Any) -> Any:
+        from .values import convert  # operators live with the values
+        return convert(value, self)
+
+
+_FORMAT_FIELDS = {
+    1: {False: construct.Int8ul, True: construct.Int8sl},
+    2: {False: construct.Int16ul, True: construct.Int16sl},
+    4: {False: construct.Int32ul, True: construct.Int32sl},
+    8: {False: construct.Int64ul, True: construct.Int64sl},
+}
+
+u8 = IntType("u8", 1, False)
+u16 = IntType("u16", 2, False)
+u32 = IntType("u32", 4, False)
+u64 = IntType("u64", 8, False)
+s8 = IntType("s8", 1, True)
+s16 = IntType("s16", 2, True)
+s32 = IntType("s32", 4, True)
+s64 = IntType("s64", 8, True)
+#: A byte of a string. Unsigned, as the kernel itself is built since Linux
+#: 6.2 (``-funsigned-char``); ``char[N]`` parses to ``bytes`` in userspace.
+char = IntType("char", 1, False)
+
+INT_TYPES = {t.name: t for t in (u8, u16, u32, u64, s8, s16, s32, s64, char)}
+
+
+class ArrayType(DSLType):
+    """``count`` elements of ``elem``, no padding between them."""
+
+    __slots__ = ("elem", "count")
+
+    def __init__(self, elem: Any, count: int):
+        elem = as_type(elem)
+        if not isinstance(count, int) or count <= 0:
+            raise TypeError("array length must be a positive int, not %r" % (count,))
+        self.elem = elem
+        self.count = count
+
+    @property
+    def size(self) -> int:
+        return self.elem.size * self.count
+
+    @property
+    def align(self) -> int:
+        return self.elem.align
+
+    @property
+    def name(self) -> str:
+        return "%s[%d]" % (self.elem.name, self.count)
+
+    @property
+    def is_string(self) -> bool:
+        return self.elem is char
+
+    def __getitem__(self, count: int) -> "ArrayType":
+        """``u16[2][3]`` is C's ``u16 x[2][3]``: two rows of three."""
+        return ArrayType(self.elem[count], self.count)
+
+    def construct(self) -> construct.Construct:
+        if self.elem is char:
+            return construct.Bytes(self.count)
+        return construct.Array(self.count, self.elem.construct())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ArrayType) and other.elem == self.elem \
+            and other.count == self.count
+
+    def __hash__(self) -> int:
+        return hash((self.elem, self.count))
+
+
+class PointerType(DSLType):
+    """A 64-bit address of a ``target``.
+
+    ``space`` says where it points and so how it may be read: ``"mem"`` is
+    memory the program may load from directly (stack, map value, ring
+    buffer record, context) after the verifier's checks; ``"user"`` and
+    ``"kernel"`` are addresses only the probe-read helpers may read (a
+    syscall's ``const char *filename`` is ``"user"``). A typed kernel
+    pointer is where BTF-driven field chains (``task->files->fdt``) plug in:
+    they read each link with ``bpf_probe_read_kernel``.
+    """
+
+    __slots__ = ("target", "space")
+    size = 8
+    align = 8
+
+    def __init__(self, target: Any, space: str = "mem"):
+        self.target = as_type(target)
+        self.space = space
+
+    @property
+    def name(self) -> str:
+        prefix = "" if self.space == "mem" else self.space + " "
+        return "%s%s *" % (prefix, self.target.name)
+
+    @property
+    def is_scalar(self) -> bool:
+        return True
+
+    def construct(self) -> construct.Construct:
+        return construct.Int64ul
+
+    def __call__(self, value: Any) -> Any:
+        """``UserPtr(ctx.args[0])``: a 64-bit value seen as this pointer."""
+        from .values import convert
+        return convert(value, self)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PointerType) and other.target == self.target \
+            and other.space == self.space
+
+    def __hash__(self) -> int:
+        return hash((self.target, self.space))
+
+
+class _Bytes(DSLType):
+    """Untyped memory (what ``void *`` points at): one byte per element."""
+
+    name = "void"
+    size = 1
+    align = 1
+
+    def construct(self) -> construct.Construct:
+        return construct.Int8ul
+
+
+void = _Bytes()
+
+
+def Ptr(target: Any, space: str = "mem") -> PointerType:
+    """A pointer type, for subprogram parameters: ``state: Ptr(State)``."""
+    return PointerType(target, space)
+
+
+
+class Field(NamedTuple):
+    name: str
+    type: DSLType
+    offset: int
+
+
+class StructType(DSLType):
+    """The layout of a :class:`Struct` declaration (``Event.layout``)."""
+
+    def __init__(self, name: str, fields: Dict[str, Field], size: int, align: int):
+        self.name = name
+        self.fields = fields
+        self.size = size
+        self.align = align
+        self._construct: Optional[construct.Struct] = None
+
+    def field(self, name: str) -> Field:
+        try:
+            return self.fields[name]
+        except KeyError:
+            raise KeyError("struct %s has no field %r (fields: %s)"
+                           % (self.name, name, ", ".join(self.fields))) from None
+
+    def construct(self) -> construct.Struct:
+        """``construct.Struct`` with explicit padding, so that it parses and
+        builds exactly ``size`` bytes. Built once."""
+        if self._construct is None:
+            parts, position = [], 0
+            for f in self.fields.values():
+                if f.offset > position:
+                    parts.append(construct.Padding(f.offset - position))
+                parts.append(f.name / f.type.construct())
+                position = f.offset + f.type.size
+            if self.size > position:
+                parts.append(construct.Padding(self.size - position))
+            self._construct = construct.Struct(*parts)
+        return self._construct
+
+
+#: Names a struct field may not take: they are the attributes of a pointer
+#: to a struct (see :mod:`pybpf.dsl.memory`).
+RESERVED_FIELD_NAMES = frozenset(("is_null",))
+
+
+class Struct:
+    """Base class of struct declarations. Fields are class annotations, in
+    order; ``T[n]`` declares an array, another Struct nests.
+
+    The class itself is the type: ``sizeof(Event)``, ``p.stack(Event)``,
+    ``HashMap(key=u32, value=Event)``; ``Event.layout`` has the offsets and
+    ``Event.construct()`` the userspace parser.
+    """
+
+    layout: StructType
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        annotations = cls.__dict__.get("__annotations__", {})
+        module_globals = vars(sys.modules[cls.__module__]) if cls.__module__ in sys.modules else {}
+        declared = {}
+        for name, annotation in annotations.items():
+            if isinstance(annotation, str):  # ``from __future__ import annotations``
+                annotation = eval(annotation, dict(module_globals), dict(vars(cls)))
+            declared[name] = annotation
+        cls.layout = struct_layout(cls.__name__, declared)
+
+    @classmethod
+    def construct(cls) -> construct.Struct:
+        return cls.layout.construct()
+
+    def __class_getitem__(cls, count: int) -> ArrayType:
+        return ArrayType(cls, count)
+
+
+def struct_layout(name: str, declared: Dict[str, Any]) -> StructType:
+    """Lay out ``declared`` (field name -> type) by the C rules."""
+    fields: Dict[str, Field] = {}
+    offset, align = 0, 1
+    for field_name, declared_type in declared.items():
+        if field_name in RESERVED_FIELD_NAMES or field_name.startswith("_"):
+            raise TypeError("struct %s: field name %r is reserved (it names an attribute of "
+                            "pointers); rename the field" % (name, field_name))
+        try:
+            ftype = as_type(declared_type)
+        except TypeError as exc:
+            raise TypeError("struct %s, field %r: %s" % (name, field_name, exc)) from None
+        offset = _round_up(offset, ftype.align)
+        fields[field_name] = Field(field_name, ftype, offset)
+        offset += ftype.size
+        align = max(align, ftype.align)
+    if not fields:
+        raise TypeError("struct %s has no fields" % name)
+    return StructType(name, fields, _round_up(offset, align), align)
+
+
+def _round_up(value: int, align: int) -> int:
+    return (value + align - 1) // align * align
+
+
+def as_type(declared: Any) -> DSLType:
+    """The :class:`DSLType` behind a declaration: a type object, or a
+    :class:`Struct` subclass."""
+    if isinstance(declared, DSLType):
+        return declared
+    if isinstance(declared, type) and issubclass(declared, Struct) and declared is not Struct:
+        return declared.layout
+    raise TypeError("%r is not a DSL type (use u8..u64, s8..s64, char, T[n] or a Struct)"
+                    % (declared,))
+
+
+#: What a syscall tracepoint's ``const char *`` is: a user-space address.
+UserPtr = PointerType(char, "user")
+#: An untyped kernel address (``bpf_get_current_task()``'s result).
+KernelPtr = PointerType(void, "kernel")
+
+
+def sizeof(declared: Any) -> int:
+    """Size of a type, or of a piece of program memory (C's ``sizeof(ev->comm)``)."""
+    described = getattr(declared, "_type", None)   # a memory reference
+    return (described if isinstance(described, DSLType) else as_type(declared)).size
+
+
+def alignof(declared: Any) -> int:
+    return as_type(declared).align
+
+
+def offsetof(declared: Any, path: str) -> int:
+    """Byte offset of a (possibly nested, dotted) field: ``offsetof(E, "hdr.pid")``."""
+    current = as_type(declared)
+    offset = 0
+    for part in path.split("."):
+        if not isinstance(current, StructType):
+            raise TypeError("%s is not a struct; cannot take field %r" % (current.name, part))
+        f = current.field(part)
+        offset += f.offset
+        current = f.type
+    return offset
+
+
+def c_int_type(ctype: str) -> Optional[IntType]:
+    """The integer type of a C type name as the kernel's headers and
+    tracepoint formats spell it (``"unsigned int"``, ``"__u64"``,
+    ``"pid_t"``), or None when it is not a plain integer."""
+    return _C_TYPES.get(" ".join(ctype.replace("const ", "").split()))
+
+
+_C_TYPES: Dict[str, IntType] = {}
+for _names, _type in (
+        (("char", "unsigned char", "u8", "__u8", "uint8_t", "bool", "_Bool"), u8),
+        (("signed char", "s8", "__s8", "int8_t"), s8),
+        (("short", "signed short", "short int", "s16", "__s16", "int16_t"), s16),
+        (("unsigned short", "unsigned short int", "u16", "__u16", "uint16_t", "umode_t"), u16),
+        (("int", "signed int", "signed", "s32", "__s32", "int32_t", "pid_t"), s32),
+        (("unsigned int", "unsigned", "u32", "__u32", "uint32_t", "uid_t", "gid_t", "dev_t"),
+         u32),
+        (("long", "long int", "signed long", "long long", "long long int", "s64", "__s64",
+          "int64_t", "ssize_t", "loff_t", "off_t", "time64_t"), s64),
+        (("unsigned long", "unsigned long int", "unsigned long long", "unsigned long long int",
+          "u64", "__u64", "uint64_t", "size_t"), u64)):
+    for _name in _names:
+        _C_TYPES[_name] = _type
+del _names, _type, _name
+

@@ -1,0 +1,109 @@
+"""DSL code in this kernel: what the verifier says points at DSL lines, and
+what the instructions compute is what Python computes."""
+
+import linecache
+import struct
+
+import pytest
+
+from pybpf.dsl import (ArrayMap, Collection, Struct, raw_tracepoint, s32, s64, u8, u32, u64)
+from pybpf.errors import VerifierError
+
+results = ArrayMap(value=s64[8], max_entries=1)
+
+
+class Table(Struct):
+    data: u8[64]
+
+
+tables = ArrayMap(value=Table, max_entries=1)
+
+
+def run(program, *args):
+    """Load ``program`` alone, run it once on ``args``, return ``results[0]``."""
+    with Collection([program]).load() as loaded:
+        loaded.programs[program.name].test_run(ctx=struct.pack("<%dQ" % len(args), *args))
+        return results[0]
+
+
+def as_u64(value):
+    return value & (1 << 64) - 1
+
+
+def test_a_verifier_rejection_names_the_dsl_line():
+    @raw_tracepoint("sys_enter")
+    def broken(p, ctx):
+        table = tables.lookup(u32(0))
+        with p.if_(table):
+            table.data[ctx.args[0]] = 1  # the verifier cannot bound this index
+    with pytest.raises(VerifierError) as caught:
+        Collection([broken]).load()
+    lines = [linecache.getline(loc.filename, loc.line) for loc in caught.value.source_lines]
+    assert any("cannot bound this index" in line for line in lines), caught.value
+    assert __file__ in str(caught.value)
+
+
+def c_div(a, b):
+    quotient = abs(a) // abs(b)
+    return quotient if (a < 0) == (b < 0) else -quotient
+
+
+@pytest.mark.parametrize("a, b", [(-7, 2), (7, -2), (-9, -4), (1 << 40, 3), (-5, 7)])
+def test_signed_arithmetic_with_cpu_v4(a, b):
+    @raw_tracepoint("sys_enter", cpu=4)
+    def arithmetic(p, ctx):
+        x, y = s64(ctx.args[0]), s64(ctx.args[1])
+        out = results.lookup(u32(0))
+        with p.if_(out):
+            out[0] = x / y
+            out[1] = x % y
+            out[2] = x >> 3
+            out[3] = s32(x) / s32(y)
+            out[4] = s64(s32(x))
+            out[5] = u64(x) >> 3
+            with p.if_(x < y):
+                out[6] = 1
+            with p.else_():
+                out[6] = 0
+    got = run(arithmetic, as_u64(a), as_u64(b))
+    a32, b32 = (a + (1 << 31)) % (1 << 32) - (1 << 31), b
+    assert got == [c_div(a, b), a - c_div(a, b) * b, a >> 3, c_div(a32, b32), a32,
+                   as_u64(a) >> 3 if as_u64(a) >> 3 < 1 << 63 else (as_u64(a) >> 3) - (1 << 64),
+                   int(a < b), 0]
+
+
+def test_values_spilled_across_calls_keep_their_values():
+    @raw_tracepoint("sys_enter")
+    def spills(p, ctx):
+        values = []
+        for i in range(6):
+            values.append(ctx.args[i] * (i + 1))
+            p.helpers.ktime_get_ns()      # every value so far must survive this call
+        out = results.lookup(u32(0))
+        with p.if_(out):
+            for i, value in enumerate(values):
+                out[i] = value
+    args = [3, 1 << 33, 12345, 7, 99, 1 << 50]
+    assert run(spills, *args)[:6] == [a * (i + 1) for i, a in enumerate(args)]
+
+
+def test_loops_run_in_the_kernel():
+    @raw_tracepoint("sys_enter")
+    def loops(p, ctx):
+        out = results.lookup(u32(0))
+        with p.if_(out.is_null):
+            p.return_(0)
+        total = p.var(u64, 0)
+        for i in p.range(u32(ctx.args[0]) & 31):        # a bound known only at run time
+            total += i
+        out[0] = total
+        evens = p.var(u64, 0)
+        for i in p.range(20):
+            with p.if_((i & 1) == 1):
+                p.continue_()
+            with p.if_(i > 12):
+                p.break_()
+            evens += i
+        out[1] = evens
+    got = run(loops, 10)
+    assert got[:2] == [sum(range(10)), sum(i for i in range(13) if i % 2 == 0)]

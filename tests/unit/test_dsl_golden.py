@@ -1,0 +1,52 @@
+"""Golden disassembly: each program of ``golden_programs.py`` against the
+text stored in ``golden/<name>.txt``. A change to code generation shows up
+here as a diff to review; when it is intended, regenerate with
+
+    PYBPF_UPDATE_GOLDEN=1 python3 -m pytest tests/unit/test_dsl_golden.py
+
+and commit the new files with the change.
+"""
+
+import difflib
+import os
+
+import pytest
+
+import golden_programs
+from pybpf import disasm
+from pybpf.dsl import Program
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+GOLDEN = os.path.join(HERE, "golden")
+UPDATE = os.environ.get("PYBPF_UPDATE_GOLDEN") == "1"
+
+PROGRAMS = [value for value in vars(golden_programs).values() if isinstance(value, Program)]
+
+
+def listing(program: Program) -> str:
+    code = program.build()
+    text = disasm.disassemble(code, style="annotated", source=True, legend=False)
+    return "%s: %d instructions, %d slots\n%s\n" % (program.name, len(code), code.slot_count,
+                                                   text)
+
+
+@pytest.mark.parametrize("program", PROGRAMS, ids=[p.name for p in PROGRAMS])
+def test_golden_disassembly(program, monkeypatch):
+    monkeypatch.chdir(ROOT)   # source paths print relative to the repository
+    actual = listing(program)
+    path = os.path.join(GOLDEN, program.name + ".txt")
+    if UPDATE:
+        os.makedirs(GOLDEN, exist_ok=True)
+        with open(path, "w") as out:
+            out.write(actual)
+        return
+    if not os.path.exists(path):
+        pytest.fail("no golden file %s; create it with PYBPF_UPDATE_GOLDEN=1" % path)
+    with open(path) as stored:
+        expected = stored.read()
+    if actual != expected:
+        diff = "".join(difflib.unified_diff(expected.splitlines(True), actual.splitlines(True),
+                                            "golden/" + program.name + ".txt", "now"))
+        pytest.fail("code generation changed (regenerate with PYBPF_UPDATE_GOLDEN=1 if "
+                    "intended):\n" + diff)
