@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the test suite needs on a fresh host of this kind (run as root):
-# the oracles (LLVM 19 for v4 instructions, bpftool, strace) and the
+# the oracles (LLVM 19 for v4 instructions, clang, bpftool, strace), the
+# tools the network and benchmark tests drive (iproute2, ping, bpftrace), and the
 # package with its test extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,11 @@ command -v llvm-mc-19 >/dev/null || need+=(llvm-19)
 command -v bpftool >/dev/null || need+=(bpftool)
 command -v strace >/dev/null || need+=(strace)
 command -v setpriv >/dev/null || need+=(util-linux)
+command -v clang >/dev/null || need+=(clang)
+command -v objdump >/dev/null || need+=(binutils)
+command -v ip >/dev/null || need+=(iproute2)
+command -v ping >/dev/null || need+=(iputils-ping)
+command -v bpftrace >/dev/null || need+=(bpftrace)
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}" >&2
     apt-get update -qq
