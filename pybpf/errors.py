@@ -156,22 +156,27 @@ class VerifierError(BPFError):
     """The verifier rejected a program.
 
     ``log`` is the whole verifier log; ``insn_index`` the logical index of the
-    instruction it stopped at (or None); ``source_lines`` the source locations
-    that instruction came from, from the assembler's line table.
+    instruction it stopped at (or None) and ``insn_slot`` its 8-byte slot, the
+    number the log itself uses (they differ after an ld_imm64);
+    ``source_lines`` the source locations that instruction came from, from the
+    assembler's line table.
     """
 
     def __init__(self, err: int, program_name: str, log: str, insn_index: Optional[int],
                  source_lines: Sequence[SourceLocation] = (), source_text: Sequence[str] = (),
-                 reason: str = ""):
+                 reason: str = "", insn_slot: Optional[int] = None):
         self.program_name = program_name
         self.log = log
         self.insn_index = insn_index
+        self.insn_slot = insn_slot
         self.source_lines: List[SourceLocation] = list(source_lines)
         self.source_text: List[str] = list(source_text)
         reason = reason or last_log_message(log) or os.strerror(err)
         where = ""
         if insn_index is not None:
             where = " at instruction %d" % insn_index
+            if insn_slot is not None and insn_slot != insn_index:
+                where += " (slot %d in the log)" % insn_slot
         if self.source_lines:
             where += " (%s)" % ", ".join(str(loc) for loc in self.source_lines)
         super().__init__(err, "BPF_PROG_LOAD",

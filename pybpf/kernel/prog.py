@@ -651,14 +651,15 @@ def _load_error(err: int, request: LoadRequest, program: AssembledProgram, log: 
     kind = PROG_TYPES.name(request.prog_type)
     op = "BPF_PROG_LOAD (%s %r)" % (kind, request.name)
     if log.strip():
-        index, locations, texts = _source_of(program, failing_slot(log, request.bytecode),
-                                             offending_writer_slot(log))
+        slot = failing_slot(log, request.bytecode)
+        index, locations, texts = _source_of(program, slot, offending_writer_slot(log))
         if truncated:
             log = ("[log truncated: only the last %d bytes of the verifier log are kept]\n%s"
                    % (LOG_SIZE_MAX, log))
         complaints = _complaint_lines(log.splitlines())
         return VerifierError(err, request.name, log, index, locations, texts,
-                             reason=complaints[0].strip() if complaints else "")
+                             reason=complaints[0].strip() if complaints else "",
+                             insn_slot=slot if index is not None else None)
     if err in (_errno.EPERM, _errno.EACCES):
         return BPFPermissionError(err, op)
     if err == _errno.E2BIG:
