@@ -10,8 +10,6 @@ what ``getppid()`` returned to the process named in the config.
 Mirrors ``tools/clang/feature_tour.c``.
 """
 
-import functools
-
 from pybpf.dsl import (ArrayMap, Config, HashMap, PerCPUArray, Ptr, RingBuf, Struct, UserPtr,
                        char, raw_tracepoint, s16, s32, s64, sizeof, subprogram, tracepoint, u8,
                        u16, u32, u64)
@@ -59,13 +57,6 @@ reports = RingBuf(size=1 << 16)
 scratch = PerCPUArray(value=Big, max_entries=1)
 calls = HashMap(key=u32, value=u64, max_entries=64)
 ppids = ArrayMap(value=s64, max_entries=1)
-
-
-@functools.lru_cache(maxsize=None)
-def task_comm_offset() -> int:
-    """Where ``comm`` is in this kernel's ``struct task_struct`` (BTF)."""
-    from pybpf.kernel.btf import vmlinux
-    return vmlinux().resolve("task_struct.comm").offset
 
 
 @subprogram
@@ -126,8 +117,7 @@ def tour(p, ctx):
 
         # strings: user, kernel, and prefixes
         p.helpers.get_current_comm(rep.comm)
-        task = p.helpers.get_current_task()
-        p.helpers.probe_read_kernel_str(rep.kcomm, task + task_comm_offset())
+        p.helpers.probe_read_kernel_str(rep.kcomm, p.current_task().comm)  # BTF offset
         rep.arg_len = p.helpers.probe_read_user_str(rep.arg, UserPtr(ctx.args[0]))
         rep.is_py = p.var(u8, p.str_prefix_eq(rep.comm, b"py"))
         rep.matched = p.var(u8, p.str_prefix_eq(rep.comm, settings.prefix))

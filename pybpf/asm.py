@@ -78,18 +78,14 @@ class AssembledProgram:
         self.lines: Tuple[Optional[SourceLocation], ...] = (
             tuple(lines) if lines is not None else (None,) * len(self.instructions))
         self.functions: Tuple[str, ...] = tuple(functions)
-        starts, slot = [], 0
-        for insn in self.instructions:
-            starts.append(slot)
-            slot += insn.width
-        self._slot_starts = starts
+        self._slot_starts = isa.slot_starts(self.instructions)  # and the end, last
 
     def __len__(self) -> int:
         return len(self.instructions)
 
     @property
     def slot_count(self) -> int:
-        return sum(insn.width for insn in self.instructions)
+        return self._slot_starts[-1]
 
     def slot_of(self, index: int) -> int:
         """Slot where logical instruction ``index`` starts."""
@@ -246,11 +242,8 @@ class Assembler:
     def assemble(self) -> AssembledProgram:
         """Resolve labels into offsets and return the finished program."""
         insns = list(self._insns)
-        slot_starts, slot = [], 0
-        for insn in insns:
-            slot_starts.append(slot)
-            slot += insn.width
-        slot_starts.append(slot)  # a label may name the end (e.g. a final exit path)
+        # a label may name the end (e.g. a final exit path): slot_starts has it last
+        slot_starts = isa.slot_starts(insns)
         for fix in self._fixups:
             loc = self._lines[fix.index]
             if fix.target not in self._labels:

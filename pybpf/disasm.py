@@ -66,6 +66,7 @@ EXIT_OPCODE = BPF_JMP | BPF_EXIT
 LONG_JUMP_OPCODE = BPF_JMP32 | BPF_JA  # gotol: the offset is in imm
 MAY_GOTO_OPCODE = BPF_JMP | BPF_JCOND
 ADDR_SPACE_CAST_OPCODE = BPF_ALU64 | BPF_MOV | BPF_X  # with off == BPF_ADDR_SPACE_CAST
+# (the same opcode with off == BPF_ADDR_PERCPU is the kernel-internal per-CPU move)
 
 
 def _u32(value: int) -> int:
@@ -130,6 +131,23 @@ def _alu_formatter(opcode: int) -> Formatter:
                 i.dst, i.src, _u32(i.imm) >> 16, i.imm & 0xFFFF)
         return movsx % (i.dst, i.off, i.src)
     return mov
+
+
+def _is_percpu_move(insn: Instruction) -> bool:
+    """The per-CPU address move the verifier writes when it inlines a per-CPU
+    lookup (is_mov_percpu_addr() in kernel/bpf/disasm.c). Only the kernel
+    style prints it: llvm has no syntax for it and no loader may submit it."""
+    return insn.opcode == ADDR_SPACE_CAST_OPCODE and insn.off == isa.BPF_ADDR_PERCPU
+
+
+def _kernel_mov64(mov: Formatter) -> Formatter:
+    """ALU64 MOV X in the kernel's syntax, the per-CPU address move included
+    ("(%02x) r%d = &(void __percpu *)(r%d)")."""
+    def kernel_mov(i: Instruction) -> str:
+        if i.off == isa.BPF_ADDR_PERCPU:
+            return "r%d = &(void __percpu *)(r%d)" % (i.dst, i.src)
+        return mov(i)
+    return kernel_mov
 
 
 # --- loads, stores and atomics -----------------------------------------------------
@@ -323,6 +341,8 @@ def _build_table(memory: _MemoryDialect, imm64: Formatter, kernel: bool,
         cls = opcode & 0x07
         if cls in (BPF_ALU, BPF_ALU64):
             table[opcode] = _alu_formatter(opcode)
+            if kernel and opcode == ADDR_SPACE_CAST_OPCODE:
+                table[opcode] = _kernel_mov64(table[opcode])
         elif cls == BPF_LD:
             table[opcode] = _ld_formatter(imm64, kernel, opcode)
         elif cls in (BPF_LDX, BPF_ST, BPF_STX):
@@ -467,8 +487,13 @@ def _with_comment(text: str, comment: str, column: int) -> str:
 # --- public API -----------------------------------------------------------------------
 
 
-def _check(insn: Instruction, slot: int) -> None:
-    problem = isa.validity_problem(insn)
+def _check(insn: Instruction, slot: int, style: str) -> None:
+    """Raise DecodeError for an instruction ``style`` cannot print: an invalid
+    one, or (outside the kernel style) the kernel-internal per-CPU move."""
+    percpu = _is_percpu_move(insn)
+    problem = isa.validity_problem(insn._replace(off=0) if percpu else insn)
+    if percpu and not problem and style != "kernel":
+        problem = "%s; only the kernel style prints it" % isa.validity_problem(insn)
     if problem:
         try:
             data = insn.encode()
@@ -505,7 +530,7 @@ def format_instruction(insn: Instruction, *, style: str = "llvm", slot: Optional
     '(79) r1 = *(u64 *)(r10 -8)'
     """
     _check_style(style)
-    _check(insn, slot or 0)
+    _check(insn, slot or 0, style)
     if style == "kernel":
         return _KERNEL[insn.opcode](insn)
     if style == "annotated":
@@ -540,16 +565,12 @@ def disassemble(program: ProgramLike, *, style: str = "llvm", source: bool = Fal
     :mod:`pybpf.asm` carry a line table; bare instructions have none).
     """
     _check_style(style)
-    instructions, lines, labels, relocations, functions = _unpack(program)
-    slots: List[int] = []
-    slot = 0
-    for insn in instructions:
-        slots.append(slot)
-        slot += 2 if insn.opcode == LD_IMM64_OPCODE else 1
+    instructions, lines, labels, relocations, functions = _unpack(program, style)
+    slots = isa.slot_starts(instructions)   # and the slot after the last
     out: List[str] = []
     show_source = _source_printer(lines, out) if source and lines else None
     if style == "annotated":
-        ctx, labels, function_names = _annotated_context(instructions, slots, slot, labels,
+        ctx, labels, function_names = _annotated_context(instructions, slots, labels,
                                                          relocations, functions)
         _annotated_lines(instructions, slots, ctx, labels, function_names, show_source,
                          legend, out)
@@ -570,7 +591,7 @@ def disassemble(program: ProgramLike, *, style: str = "llvm", source: bool = Fal
     return "\n".join(out)
 
 
-def _unpack(program: ProgramLike):
+def _unpack(program: ProgramLike, style: str):
     """(instructions, line table, labels by index, relocations by index, function names)."""
     if isinstance(program, (bytes, bytearray, memoryview)):
         return isa.decode(bytes(program)), None, {}, {}, ()
@@ -578,10 +599,8 @@ def _unpack(program: ProgramLike):
         return (program.instructions, program.lines, program.labels_by_index(),
                 program.map_symbols(), program.functions)
     instructions = list(program)
-    slot = 0
-    for insn in instructions:
-        _check(insn, slot)
-        slot += insn.width
+    for insn, slot in zip(instructions, isa.slot_starts(instructions)):
+        _check(insn, slot, style)
     return instructions, None, {}, {}, ()
 
 
@@ -623,12 +642,12 @@ def _target_slots(instructions: Sequence[Instruction],
     return jumps, functions
 
 
-def _annotated_context(instructions, slots, slot_count, labels, relocations, functions):
+def _annotated_context(instructions, slots, labels, relocations, functions):
     """The program's labels plus invented ``L<slot>`` ones for unnamed targets,
     the names that start functions, and the context that turns target slots
-    into label names."""
+    into label names. ``slots`` ends with the slot after the last instruction,
+    which a label may name."""
     index_of_slot = {slot: index for index, slot in enumerate(slots)}
-    index_of_slot[slot_count] = len(instructions)  # a label may name the end
     labels = {index: list(names) for index, names in labels.items()}
     taken = {name for names in labels.values() for name in names}
     jumps, calls = _target_slots(instructions, slots)
@@ -640,12 +659,11 @@ def _annotated_context(instructions, slots, slot_count, labels, relocations, fun
         while name in taken:
             name += "_"
         labels[index] = [name]
-    slot_of_index = list(slots) + [slot_count]
-    names = {slot_of_index[index]: label_names[0] for index, label_names in labels.items()
+    names = {slots[index]: label_names[0] for index, label_names in labels.items()
              if index <= len(instructions)}
     function_names = set(functions)
     function_names.update(names[slot] for slot in calls if slot in names)
-    return _Context(names, relocations, slot_count), labels, function_names
+    return _Context(names, relocations, slots[-1]), labels, function_names
 
 
 def _annotated_lines(instructions, slots, ctx: _Context, labels, functions, show_source,

@@ -75,12 +75,37 @@ class AssemblyError(PyBPFError, ValueError):
         super().__init__("%s%s%s" % (where, message, shown))
 
 
+class ProgramTypeError(PyBPFError, ValueError):
+    """A program handed to what cannot take its type (a tracepoint program
+    to ``attach_xdp``), found before the kernel is asked."""
+
+
 class ProgramBuildError(AssemblyError):
     """A mistake in a DSL program found at build time (type mismatch, unknown
     field, unchecked nullable pointer, stack overflow)."""
 
 
 # --- from the kernel ----------------------------------------------------------
+
+# The kernel-internal "operation not supported" (include/linux/errno.h) that
+# some bpf commands leak to userspace; os.strerror and errno.errorcode do not
+# know it.
+ENOTSUPP = 524
+
+
+def errno_name(err: int) -> str:
+    """``"EINVAL"`` for 22, ``"ENOTSUPP"`` for 524, the number for the unknown."""
+    if err == ENOTSUPP:
+        return "ENOTSUPP"
+    return _errno.errorcode.get(err, str(err))
+
+
+def strerror(err: int) -> str:
+    """``os.strerror``, knowing ENOTSUPP too."""
+    if err == ENOTSUPP:
+        return "Operation not supported (ENOTSUPP)"
+    return os.strerror(err)
+
 
 _PRIVILEGE_HINT = ("run as root, or grant CAP_BPF and CAP_PERFMON (CAP_SYS_ADMIN on kernels "
                    "before 5.8); also check kernel.unprivileged_bpf_disabled and "
@@ -93,12 +118,11 @@ class BPFError(PyBPFError, OSError):
 
     def __init__(self, err: int, op: str, message: str = ""):
         self.op = op
-        self.message = message or os.strerror(err)
+        self.message = message or strerror(err)
         OSError.__init__(self, err, "%s: %s" % (op, self.message))
 
     def __str__(self) -> str:
-        name = _errno.errorcode.get(self.errno, str(self.errno))
-        return "%s failed (%s): %s" % (self.op, name, self.message)
+        return "%s failed (%s): %s" % (self.op, errno_name(self.errno), self.message)
 
     def __reduce__(self):
         return (type(self)._rebuild, (self.__dict__.copy(), self.errno, self.op, self.message))
@@ -115,7 +139,7 @@ class BPFPermissionError(BPFError, PermissionError):
     """EPERM/EACCES from a call that needs privileges."""
 
     def __init__(self, err: int, op: str, message: str = ""):
-        super().__init__(err, op, message or "%s; %s" % (os.strerror(err), _PRIVILEGE_HINT))
+        super().__init__(err, op, message or "%s; %s" % (strerror(err), _PRIVILEGE_HINT))
 
 
 class UnsupportedFeature(BPFError):
@@ -171,7 +195,7 @@ class VerifierError(BPFError):
         self.insn_slot = insn_slot
         self.source_lines: List[SourceLocation] = list(source_lines)
         self.source_text: List[str] = list(source_text)
-        reason = reason or last_log_message(log) or os.strerror(err)
+        reason = reason or last_log_message(log) or strerror(err)
         where = ""
         if insn_index is not None:
             where = " at instruction %d" % insn_index

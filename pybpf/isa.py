@@ -120,6 +120,9 @@ BPF_PSEUDO_KFUNC_CALL = 2
 
 # off of ALU64 MOV X that marks addr_space_cast (kernel 6.9)
 BPF_ADDR_SPACE_CAST = 1
+# off of ALU64 MOV X that makes a per-CPU address this CPU's (include/linux/filter.h):
+# the verifier writes it when it inlines per-CPU lookups; no loader may submit it.
+BPF_ADDR_PERCPU = -1
 
 BPF_REG_FP = 10
 MAX_BPF_REG = 11
@@ -212,18 +215,34 @@ class Instruction(NamedTuple):
         return encode([self])
 
 
+def slot_starts(instructions: Iterable[Instruction]) -> List[int]:
+    """The slot where each instruction starts (an ld_imm64 takes two), then
+    the slot after the last: the numbers the kernel and its logs use.
+
+    >>> slot_starts([ld_imm64(R1, 1), exit_()])
+    [0, 2, 3]
+    """
+    starts, slot = [], 0
+    for insn in instructions:
+        starts.append(slot)
+        slot += 2 if insn.opcode == LD_IMM64_OPCODE else 1
+    starts.append(slot)
+    return starts
+
+
 # --- encoding -------------------------------------------------------------------
 
 
-def _slots(insn: Instruction):
-    regs = (insn.src << 4) | insn.dst
-    if insn.opcode == LD_IMM64_OPCODE:
-        imm = insn.imm & 0xFFFFFFFFFFFFFFFF
-        lo = imm & 0xFFFFFFFF
-        hi = imm >> 32
-        return ((insn.opcode, regs, insn.off, lo - ((lo & 0x80000000) << 1)),
-                (0, 0, 0, hi - ((hi & 0x80000000) << 1)))
-    return ((insn.opcode, regs, insn.off, insn.imm),)
+def _signed32(value: int) -> int:
+    return value - ((value & 0x80000000) << 1)
+
+
+def _ld_imm64_slots(insn: Instruction) -> Tuple[Tuple[int, int, int, int], ...]:
+    """The two slots of an ld_imm64: the low 32 bits of the constant in the
+    first, the high 32 bits in the second (whose other fields are 0)."""
+    imm = insn.imm & 0xFFFFFFFFFFFFFFFF
+    return ((insn.opcode, (insn.src << 4) | insn.dst, insn.off, _signed32(imm & 0xFFFFFFFF)),
+            (0, 0, 0, _signed32(imm >> 32)))
 
 
 def encode(instructions: Iterable[Instruction]) -> bytes:
@@ -236,7 +255,7 @@ def encode(instructions: Iterable[Instruction]) -> bytes:
     for index, insn in enumerate(instructions):
         try:
             if insn.opcode == LD_IMM64_OPCODE:
-                first, second = _slots(insn)
+                first, second = _ld_imm64_slots(insn)
                 out += pack(*first)
                 out += pack(*second)
             else:
@@ -325,6 +344,8 @@ def _check_alu(insn: Instruction) -> str:
     else:
         allowed_off = (0,)
     if insn.off not in allowed_off:
+        if alu64 and op == BPF_MOV and source and insn.off == BPF_ADDR_PERCPU:
+            return "per-CPU address move (off -1), which only the verifier writes"
         return "offset %d is not valid for this operation" % insn.off
     if source:
         if insn.imm and not (alu64 and op == BPF_MOV and insn.off == BPF_ADDR_SPACE_CAST):
@@ -373,9 +394,9 @@ def _check_ld(insn: Instruction) -> str:
     mode = insn.opcode & 0xE0
     size = insn.opcode & 0x18
     if insn.opcode == LD_IMM64_OPCODE:
-        if insn.src > BPF_PSEUDO_MAP_IDX_VALUE or insn.off:
+        if insn.src > BPF_PSEUDO_MAP_IDX_VALUE:
             return "ld_imm64 has unknown pseudo source %d" % insn.src
-        return ""
+        return "ld_imm64 must have offset 0" if insn.off else ""
     if mode == BPF_ABS and size != BPF_DW:
         if insn.src or insn.dst or insn.off:
             return "packet load (abs) takes only imm"

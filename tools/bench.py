@@ -9,6 +9,7 @@ Nothing here asserts a timing; the test suite only checks that it runs.
     python3 tools/bench.py isa            # encode/decode/assemble/disassemble
     python3 tools/bench.py reader         # perf and ring buffer readers (root)
     python3 tools/bench.py btf            # vmlinux BTF load + member paths
+    python3 tools/bench.py paths          # descriptor -> path walk in the kernel (root)
     python3 tools/bench.py isa --quick    # tiny run, for CI
 """
 
@@ -106,7 +107,16 @@ def bench_btf(quick: bool) -> Dict[str, Dict[str, float]]:
     return results
 
 
-BENCHMARKS = {"isa": bench_isa, "reader": bench_reader, "btf": bench_btf}
+def bench_paths(quick: bool) -> Dict[str, Dict[str, float]]:
+    """ns per run of the descriptor -> path walk, 3 and 16 components deep."""
+    import bench_paths
+    if quick:
+        return bench_paths.run(runs=20, repeats=1)
+    return bench_paths.run()
+
+
+BENCHMARKS = {"isa": bench_isa, "reader": bench_reader, "btf": bench_btf,
+              "paths": bench_paths}
 
 
 def markdown(name: str, results: Dict[str, Dict[str, float]]) -> str:

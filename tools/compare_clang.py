@@ -2,13 +2,14 @@
 """How lean is the DSL's code? Instruction counts of programs/ against clang.
 
 For every program in ``programs/`` (``count_syscalls``, ``opensnoop``,
-``feature_tour``), compile its C equivalent ``tools/clang/<module>.c`` with
-``clang -O2 -target bpf -mcpu=v3`` (the instruction set our programs are
-built for by default), find each function by name in the object's symbol
-table, and compare its size with the DSL program of the same name. Counts
-are 8-byte slots (an ``ld_imm64`` is two), as the kernel counts them. The
-output is a Markdown table; the exit status is 1 when a program is over
-``--limit`` (default 1.3) times clang's size.
+``feature_tour``, ``xdp_count``, ``tc_drop_port``), compile its C
+equivalent ``tools/clang/<module>.c`` with ``clang -O2 -target bpf
+-mcpu=v3`` (the instruction set our programs are built for by default),
+find each function by name in the object's symbol table, and compare its
+size with the DSL program of the same name. Counts are 8-byte slots (an
+``ld_imm64`` is two), as the kernel counts them. The output is a Markdown
+table; the exit status is 1 when a program is over ``--limit`` (default
+1.3) times clang's size.
 
 clang is a development tool here, never a dependency of pybpf.
 
@@ -31,7 +32,7 @@ sys.path.insert(0, ROOT)
 
 from pybpf.dsl import Program  # noqa: E402
 
-MODULES = ("count_syscalls", "opensnoop", "feature_tour")
+MODULES = ("count_syscalls", "opensnoop", "feature_tour", "xdp_count", "tc_drop_port")
 C_DIR = os.path.join(ROOT, "tools", "clang")
 SLOT = 8
 
@@ -85,9 +86,10 @@ def compile_c(clang: str, module: str, workdir: str, defines: Dict[str, int]) ->
 
 
 def c_defines(module: Any) -> Dict[str, int]:
-    """Constants the DSL program computes at build time, for its C twin."""
-    if hasattr(module, "task_comm_offset"):
-        return {"TASK_COMM_OFFSET": module.task_comm_offset()}
+    """Constants the DSL program takes from BTF at build time, for its C twin."""
+    if module.__name__.endswith("feature_tour"):
+        from pybpf.kernel.btf import vmlinux
+        return {"TASK_COMM_OFFSET": vmlinux().resolve("task_struct.comm").offset}
     return {}
 
 

@@ -49,8 +49,8 @@ def objdump_listing(obj: elf.ObjectFile) -> str:
         shown = _shown_symbols(symbols, entry.section)
         headers = dict(shown)
         relocations = {r.offset: r for r in obj.relocations(entry)}
-        slot = 0
-        for insn in elf.object_instructions(entry.program):
+        instructions = elf.object_instructions(entry.program)
+        for insn, slot in zip(instructions, isa.slot_starts(instructions)):
             address = slot * isa.SLOT_SIZE
             if address in headers:
                 out += ["", "%016x <%s>:" % (address, headers[address])]
@@ -60,5 +60,4 @@ def objdump_listing(obj: elf.ObjectFile) -> str:
             out.append("%8d:\t%s\t%s" % (slot, hex_bytes(insn.encode()), text))
             if address in relocations:
                 out.append("\t\t%016x:  R_BPF_64_64\t%s" % (address, relocations[address].symbol))
-            slot += insn.width
     return "\n".join(out)

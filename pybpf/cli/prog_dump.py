@@ -14,7 +14,6 @@ pipes them through binutils' ``objdump`` when it is installed.
 
 import platform
 import shutil
-import struct
 import subprocess
 import tempfile
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
@@ -40,16 +39,10 @@ class Xlated(NamedTuple):
     ksyms: Tuple[int, ...]      # address of each JIT-compiled function; empty without JIT
 
 
-def _jited_ksyms(fd: objects.Fileno) -> Tuple[int, ...]:
-    # kernel.objects has public wrappers for xlated, jited and map_ids only.
-    raw = objects._prog_info_array(fd, "nr_jited_ksyms", "jited_ksyms", 8)
-    return struct.unpack("=%dQ" % (len(raw) // 8), raw)
-
-
 def _xlated(prog_id: int) -> Xlated:
     with objects.PROGS.open(prog_id) as fd:
         raw = objects.prog_xlated(fd)
-        ksyms = _jited_ksyms(fd)
+        ksyms = objects.prog_jited_ksyms(fd)
     if not raw:
         raise CLIError("program %d has no translated instructions to show (the kernel hides "
                        "them without CAP_SYS_ADMIN, or bpf_jit_harden is on)" % prog_id)
@@ -73,12 +66,11 @@ def _kernel_internal(instructions: Sequence[isa.Instruction]) -> Dict[int, str]:
     """Slot -> problem, for instructions no loader may submit: encodings the
     verifier itself writes (such as the per-CPU address move of an inlined
     map lookup), which our instruction set refuses."""
-    found, slot = {}, 0
-    for insn in instructions:
+    found = {}
+    for insn, slot in zip(instructions, isa.slot_starts(instructions)):
         problem = isa.validity_problem(insn)
         if problem:
             found[slot] = problem
-        slot += insn.width
     return found
 
 
@@ -101,8 +93,8 @@ def kernel_lines(code: Xlated, symbols: KernelSymbols) -> List[str]:
     as bpftool names them (helpers the verifier turned into addresses, and
     JIT-compiled functions, from kallsyms) and other kernel-internal
     encodings shown as their bytes."""
-    lines, slot = [], 0
-    for insn in code.instructions:
+    lines = []
+    for insn, slot in zip(code.instructions, isa.slot_starts(code.instructions)):
         call = _call_text(insn, code, symbols)
         if call is not None:
             text = "(%02x) %s" % (insn.opcode, call)
@@ -113,7 +105,6 @@ def kernel_lines(code: Xlated, symbols: KernelSymbols) -> List[str]:
                 text = "(%02x) kernel-internal instruction %s (%s)" % (
                     insn.opcode, hex_bytes(insn.encode()), exc.problem)
         lines.append("% 4d: %s" % (slot, text))
-        slot += insn.width
     return lines
 
 
@@ -176,11 +167,7 @@ def dump_xlated(prog_id: int, style: str, as_json: bool) -> None:
     if not as_json:
         click.echo("\n".join(lines))
         return
-    slots = []
-    slot = 0
-    for insn in instructions:
-        slots.append(slot)
-        slot += insn.width
+    slots = isa.slot_starts(instructions)
     if style == "kernel":   # one line per instruction, after its "slot: "
         print_json([{"slot": s, "bytes": hex_bytes(insn.encode()), "disasm": line.split(": ", 1)[1]}
                     for s, insn, line in zip(slots, instructions, lines)])
@@ -201,12 +188,11 @@ def _jited_functions(prog_id: int, symbols: KernelSymbols) -> List[JitedFunction
     and each bpf-to-bpf function), named as kallsyms names them."""
     with objects.PROGS.open(prog_id) as fd:
         code = objects.prog_jited(fd)
-        lens = objects._prog_info_array(fd, "nr_jited_func_lens", "jited_func_lens", 4)
-        addresses = _jited_ksyms(fd) or (0,)
+        sizes = objects.prog_jited_func_lens(fd) or (len(code),)
+        addresses = objects.prog_jited_ksyms(fd) or (0,)
     if not code:
         raise CLIError("program %d has no machine code: the JIT is off "
                        "(net.core.bpf_jit_enable) or the kernel hides it" % prog_id)
-    sizes = struct.unpack("=%dI" % (len(lens) // 4), lens) or (len(code),)
     functions, start = [], 0
     for number, (size, address) in enumerate(zip(sizes, addresses)):
         name = symbols.name_at(address) or "function %d" % number

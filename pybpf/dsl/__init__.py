@@ -22,18 +22,23 @@ receives ``p`` (statements, :mod:`.builder`) and ``ctx`` (the context,
 
 Modules, one job each: :mod:`.types` (integers, structs, arrays),
 :mod:`.values` (operators, typing, folding), :mod:`.memory` (fields and
-pointers), :mod:`.regalloc` and :mod:`.frame` (registers and stack),
+pointers), :mod:`.kernel_types` and :mod:`.kernel_memory` (kernel structs at
+this kernel's BTF offsets: ``p.current_task().real_parent.tgid``), :mod:`.regalloc` and :mod:`.frame` (registers and stack),
 :mod:`.codegen`, :mod:`.calls` and :mod:`.locations` (instructions),
 :mod:`.peephole`, :mod:`.builder` (statements), :mod:`.helpers`,
-:mod:`.maps`, :mod:`.config`, :mod:`.context`, :mod:`.program` (build,
-load, attach) and :mod:`.functions_btf` (func_info for the loader).
+:mod:`.maps`, :mod:`.config`, :mod:`.context`, :mod:`.packet` (XDP and tc
+contexts, packet headers) and :mod:`.byteorder` (``be16``/``be32``),
+:mod:`.program` (build, load, attach) and :mod:`.functions_btf` (func_info
+for the loader).
 """
 
 from ..errors import ProgramBuildError
 from .config import Config
 from .maps import (BPF_ANY, BPF_EXIST, BPF_NOEXIST, ArrayMap, HashMap, LRUHashMap, PerCPUArray,
                    PerCPUHash, RingBuf)
-from .program import Collection, Program, Subprogram, raw_tracepoint, subprogram, tracepoint
+from .byteorder import be16, be32
+from .program import (Collection, Program, Subprogram, raw_tracepoint, subprogram, tc, tracepoint,
+                      xdp)
 from .types import (KernelPtr, Ptr, Struct, UserPtr, alignof, char, offsetof, s8, s16, s32, s64,
                     sizeof, u8, u16, u32, u64)
 from .values import Cond, Value, Var
@@ -42,6 +47,6 @@ __all__ = [
     "ArrayMap", "BPF_ANY", "BPF_EXIST", "BPF_NOEXIST", "Collection", "Cond", "Config",
     "HashMap", "KernelPtr", "LRUHashMap", "PerCPUArray", "PerCPUHash", "Program",
     "ProgramBuildError", "Ptr", "RingBuf", "Struct", "Subprogram", "UserPtr", "Value", "Var",
-    "alignof", "char", "offsetof", "raw_tracepoint", "s16", "s32", "s64", "s8", "sizeof",
-    "subprogram", "tracepoint", "u16", "u32", "u64", "u8",
+    "alignof", "be16", "be32", "char", "offsetof", "raw_tracepoint", "s16", "s32", "s64", "s8",
+    "sizeof", "subprogram", "tc", "tracepoint", "u16", "u32", "u64", "u8", "xdp",
 ]

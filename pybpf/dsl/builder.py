@@ -26,9 +26,12 @@ import functools
 from typing import Any, Callable, Iterator, List, Optional, Set
 
 from ..helper_defs import HELPERS
+from . import kernel_memory
 from .calls import Arg
+from .kernel_memory import KernelRef
 from .locations import FrameBase
 from .memory import AddressView, Ref, stack_ref
+from .packet import PacketStatements
 from .types import ArrayType, IntType, PointerType, as_type, s64, u8, u16, u32, u64
 from .values import (Cond, Const, Local, Var, as_cond, as_value, build_error, compare,
                      convert, implicit)
@@ -88,8 +91,10 @@ class _Loop:
         self.cont, self.end, self.reservations = cont, end, reservations
 
 
-class Builder:
-    """The statements of one function; ``p.helpers`` calls kernel helpers."""
+class Builder(PacketStatements):
+    """The statements of one function; ``p.helpers`` calls kernel helpers.
+    Packet headers and byte order (``p.packet_header``, ``p.ntohs``) come
+    from :class:`~.packet.PacketStatements`."""
 
     def __init__(self, code: Any):
         from .helpers import Helpers  # helpers build on this module
@@ -111,6 +116,9 @@ class Builder:
                               % (vtype.name, vtype.name))
         if isinstance(init, Cond):
             init = self.code.materialize(init, vtype)
+        if isinstance(vtype, PointerType):
+            kernel_memory.check_assignable(vtype, init)
+            return vtype.view(self.code.declare(vtype, init))
         return self.code.declare(vtype, init)
 
     def stack(self, vtype: Any, zero: bool = False) -> Ref:
@@ -134,6 +142,34 @@ class Builder:
         if not isinstance(t, IntType) or t.size not in (4, 8):
             raise build_error("atomic add needs a 32- or 64-bit integer, not %s" % t.name)
         ref._checked().atomic_add(ref._base, ref._offset, t.size, implicit(as_value(value), t))
+
+    # --- kernel memory (pybpf.dsl.kernel_memory) --------------------------------------------
+
+    def current_task(self) -> KernelRef:
+        """``(struct task_struct *)bpf_get_current_task()``: members read
+        with ``bpf_probe_read_kernel`` at this kernel's BTF offsets."""
+        return kernel_memory.current_task(self)
+
+    def fetch(self, ref: Any, *members: str) -> KernelRef:
+        """``ref`` with ``members`` of it read by one ``bpf_probe_read_kernel``
+        of the bytes they span (``p.fetch(dentry, "d_parent", "d_name")``);
+        reading them afterwards costs a load each."""
+        return kernel_memory.fetch(self, ref, *members)
+
+    def field(self, ref: Any, *paths: str) -> Any:
+        """The first of ``paths`` this kernel has, for members renamed
+        between kernels: ``p.field(task, "__state", "state")``."""
+        return kernel_memory.first_field(ref, *paths)
+
+    def index(self, ref: Any, index: Any, bound: Any) -> Any:
+        """``ref[index]`` if ``index < bound``, else 0 (NULL): the kernel's
+        own bound, as in ``p.index(fdt.fd, fd, fdt.max_fds)``."""
+        return kernel_memory.index_element(self, ref, index, bound)
+
+    def container_of(self, ref: Any, struct: str, member: str) -> KernelRef:
+        """The ``struct`` holding ``ref`` as its ``member``:
+        ``p.container_of(vfsmnt, "mount", "mnt")``."""
+        return kernel_memory.container_of(ref, struct, member)
 
     # --- memory blocks ------------------------------------------------------------------------
 

@@ -59,7 +59,10 @@ class CallCode:
             if arg.kind == "value":
                 self.use(arg.value, want=reg)
             elif arg.kind == "addr":
-                self.use(arg.base, want=reg if not arg.offset else None)
+                # base + offset is added in the argument register, so a base
+                # that dies here may as well already be there (a kernel read's
+                # ``r3 = *(u64 *)(r10 - 8); r3 += 32``).
+                self.use(arg.base, want=reg)
         self.alloc.call()
         self._marshal(args, temps)
         if helper is not None:

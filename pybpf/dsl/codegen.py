@@ -379,6 +379,12 @@ class FunctionCode(CallCode):
             self.emit(isa.alu(isa.BPF_LSH, reg, 32))
             self.emit(isa.alu(isa.BPF_ARSH, reg, 32))
 
+    def to_big_endian(self, value: Local, to: IntType) -> Local:
+        """``value``'s low ``to.bits`` bits in the other byte order, as a
+        ``to`` (``bpf_htons`` and friends: ``be16``/``be32`` swap on a
+        little-endian machine and only zero-extend on a big-endian one)."""
+        return self._unary(value, to, lambda dst: self.emit(isa.endian(dst, to.bits, big=True)))
+
     def _sign_extend_32(self, reg: Reg, bits: int) -> None:
         """Sign-extend the low ``bits`` of ``reg`` to 32 bits, upper half zero."""
         if self.cpu >= 4:

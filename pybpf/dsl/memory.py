@@ -120,7 +120,8 @@ class Ref:
         t = self._type
         if not t.is_scalar:
             return self
-        return self._checked().load(self._base, self._offset, t)
+        value = self._checked().load(self._base, self._offset, t)
+        return t.view(value) if isinstance(t, PointerType) else value
 
     def _write(self, value: Any) -> None:
         code = self._checked()
@@ -129,6 +130,10 @@ class Ref:
         t = self._type
         if isinstance(value, Ref):
             code.builder.copy(self, value)
+            return
+        read_into = getattr(value, "_read_into", None)
+        if read_into is not None and not t.is_scalar:   # kernel memory: ev.comm = task.comm
+            read_into(self)
             return
         if isinstance(value, (bytes, bytearray)):
             code.builder.store_bytes(self, bytes(value))

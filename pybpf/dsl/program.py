@@ -11,6 +11,12 @@
     with Collection.from_module(module).load(config={...}).attach() as loaded:
         loaded.maps["counts"] ...
 
+    @xdp                                   # packet programs (see .packet)
+    def xdp_count(p, ctx):
+        ...
+    with Collection([xdp_count]).load().attach_xdp("eth0", mode="generic"):
+        ...
+
 Building runs the program function twice (see :mod:`pybpf.dsl.regalloc`),
 then each ``@subprogram`` it calls, appended after it as bpf-to-bpf
 functions. A :class:`Collection` loads several programs that share maps
@@ -26,18 +32,23 @@ from contextlib import ExitStack
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from .. import asm as _asm
-from ..errors import AssemblyError, ProgramBuildError, SourceLocation
+from ..errors import AssemblyError, ProgramBuildError, ProgramTypeError, SourceLocation
 from .builder import Builder
 from .codegen import FunctionCode, building
 from .context import RawTracepointContext, TracepointContext
 from .frame import MAX_STACK, Frame
 from .functions_btf import function_btf
 from .memory import pointer_ref
+from .packet import SkbContext, XdpContext
 from .regalloc import Allocator, TraceAllocator, analyse
 from .types import PointerType, as_type, s64
 
+BPF_PROG_TYPE_SCHED_CLS = 3
 BPF_PROG_TYPE_TRACEPOINT = 5
+BPF_PROG_TYPE_XDP = 6
 BPF_PROG_TYPE_RAW_TRACEPOINT = 17
+#: Program types attached to a network interface rather than a tracepoint.
+NETWORK_PROGRAMS = {BPF_PROG_TYPE_XDP: "attach_xdp", BPF_PROG_TYPE_SCHED_CLS: "attach_tc"}
 DEFAULT_CPU = 3
 
 
@@ -100,8 +111,9 @@ class Subprogram:
     def build_into(self, sink: Any, cpu: int) -> FunctionCode:
         def body(p: Builder) -> None:
             values = p.code.params([(ptype, "argument %r" % name) for name, ptype in self.params])
-            args = [pointer_ref(value, ptype.target)
-                    if isinstance(ptype, PointerType) and ptype.space == "mem" else value
+            args = [value if not isinstance(ptype, PointerType)
+                    else pointer_ref(value, ptype.target) if ptype.space == "mem"
+                    else ptype.view(value)             # a kernel pointer reads kernel memory
                     for value, (_name, ptype) in zip(values, self.params)]
             p.code.enter_body()
             self.fn(p, *args)
@@ -124,18 +136,23 @@ def _annotations(fn: Callable) -> Dict[str, Any]:
 
 
 class Program:
-    """One eBPF program written in the DSL (made by :func:`tracepoint` or
-    :func:`raw_tracepoint`)."""
+    """One eBPF program written in the DSL (made by :func:`tracepoint`,
+    :func:`raw_tracepoint`, :func:`xdp` or :func:`tc`).
+
+    ``returns_verdict`` makes it a build error for the function to reach its
+    end without ``p.return_()``: the implicit ``return 0`` is a silent
+    ``XDP_ABORTED`` for an XDP program."""
 
     def __init__(self, fn: Callable, prog_type: int, target: str,
                  context: Callable[[FunctionCode], Any], *, name: Optional[str] = None,
-                 license: str = "GPL", cpu: int = DEFAULT_CPU):
+                 license: str = "GPL", cpu: int = DEFAULT_CPU, returns_verdict: bool = False):
         self.fn = fn
         self.name = name or fn.__name__
         self.prog_type = prog_type
         self.target = target
         self.license = license
         self.cpu = cpu
+        self.returns_verdict = returns_verdict
         self._context = context
         self._built: Dict[int, Tuple[_asm.AssembledProgram, Dict[str, Any],
                                      List[Subprogram]]] = {}
@@ -171,6 +188,10 @@ class Program:
             ctx = self._context(p.code)
             p.code.enter_body()
             self.fn(p, ctx)
+            if self.returns_verdict and p.code.reachable:
+                raise ProgramBuildError("%s can reach its end without returning a verdict: end "
+                                        "every path with p.return_(...)" % self.name,
+                                        _last_line(self.fn))
 
         try:
             main = _build_function(self.fn, cpu, "", sink, None, body)
@@ -258,6 +279,36 @@ def raw_tracepoint(name: str, *, cpu: int = DEFAULT_CPU,
     return decorate
 
 
+def xdp(fn: Optional[Callable] = None, *, cpu: int = DEFAULT_CPU,
+        license: str = "GPL") -> Any:
+    """``@xdp`` (or ``@xdp(cpu=4)``): an XDP program, run on each frame an
+    interface receives before the kernel makes an skb of it. ``ctx`` is an
+    :class:`~.packet.XdpContext`; every path returns a verdict (``XDP_PASS``,
+    ``XDP_DROP``, ... from :mod:`pybpf.net`). Attach it with
+    :meth:`Collection.attach_xdp`."""
+    return _network_program(fn, BPF_PROG_TYPE_XDP, "xdp", XdpContext, cpu, license)
+
+
+def tc(fn: Optional[Callable] = None, *, cpu: int = DEFAULT_CPU, license: str = "GPL") -> Any:
+    """``@tc``: a tc classifier (``BPF_PROG_TYPE_SCHED_CLS``) in
+    direct-action mode, run on each packet an interface receives (ingress)
+    or sends (egress). ``ctx`` is an :class:`~.packet.SkbContext`; every
+    path returns a ``TC_ACT_*`` verdict. Attach it with
+    :meth:`Collection.attach_tc`."""
+    return _network_program(fn, BPF_PROG_TYPE_SCHED_CLS, "tc", SkbContext, cpu, license)
+
+
+def _network_program(fn: Optional[Callable], prog_type: int, section: str, context: Any,
+                     cpu: int, license: str) -> Any:
+    """The decorator, applied to ``fn`` when it was used bare. The target
+    is the ELF section name libbpf gives such programs (the interface comes
+    at attach time)."""
+    def decorate(function: Callable) -> Program:
+        return Program(function, prog_type, section, context, cpu=cpu, license=license,
+                       returns_verdict=True)
+    return decorate if fn is None else decorate(fn)
+
+
 class Collection:
     """Programs sharing maps, loaded and attached together.
 
@@ -324,14 +375,21 @@ class Collection:
         return self
 
     def attach(self, *names: str) -> "Collection":
-        """Attach the programs named (all by default) to their tracepoints."""
+        """Attach the programs named (by default every one with a
+        tracepoint) to their tracepoints. XDP and tc programs attach to an
+        interface: :meth:`attach_xdp`, :meth:`attach_tc`."""
         from ..kernel import link
         unknown = set(names) - {program.name for program in self.specs}
         if unknown:
             raise KeyError("no program named %s in this collection" % ", ".join(sorted(unknown)))
+        for program in self.specs:
+            if program.name in names and program.prog_type in NETWORK_PROGRAMS:
+                raise ProgramTypeError("%s attaches to a network interface, not a tracepoint: "
+                                       "use %s(interface)"
+                                       % (program.name, NETWORK_PROGRAMS[program.prog_type]))
         try:
             for program in self.specs:
-                if names and program.name not in names:
+                if (names and program.name not in names) or program.prog_type in NETWORK_PROGRAMS:
                     continue
                 loaded = self.programs[program.name]
                 if program.prog_type == BPF_PROG_TYPE_RAW_TRACEPOINT:
@@ -342,6 +400,46 @@ class Collection:
         except BaseException:
             self.close()
             raise
+        return self
+
+    def attach_xdp(self, interface: Any, program: Optional[str] = None, *,
+                   mode: Optional[str] = None, use_link: Optional[bool] = None) -> "Collection":
+        """Attach the XDP program named ``program`` (by default the
+        collection's only one) to ``interface``, a name or an index, until
+        :meth:`close`. ``mode`` and ``use_link`` are those of
+        :func:`pybpf.kernel.netattach.attach_xdp`."""
+        from ..kernel import netattach
+        loaded = self._network_program(program, BPF_PROG_TYPE_XDP)
+        return self._keep(netattach.attach_xdp(loaded, interface, mode=mode, use_link=use_link))
+
+    def attach_tc(self, interface: Any, direction: str = "ingress", program: Optional[str] = None,
+                  *, use_link: Optional[bool] = None) -> "Collection":
+        """Attach the tc program named ``program`` (by default the
+        collection's only one) to ``interface``'s ``"ingress"`` or
+        ``"egress"``, until :meth:`close`; see
+        :func:`pybpf.kernel.netattach.attach_tc`."""
+        from ..kernel import netattach
+        loaded = self._network_program(program, BPF_PROG_TYPE_SCHED_CLS)
+        return self._keep(netattach.attach_tc(loaded, interface, direction, use_link=use_link))
+
+    def _network_program(self, name: Optional[str], prog_type: int) -> Any:
+        """The loaded program ``name``, or the only one of ``prog_type``."""
+        if name is None:
+            matching = [s.name for s in self.specs if s.prog_type == prog_type]
+            if len(matching) != 1:
+                raise ValueError("this collection has %d %s programs (%s): name the one to "
+                                 "attach" % (len(matching), "XDP" if prog_type ==
+                                             BPF_PROG_TYPE_XDP else "tc",
+                                             ", ".join(matching) or "none"))
+            name = matching[0]
+        if name not in self.programs:
+            raise KeyError("no program named %r is loaded in this collection (load() first)"
+                           % name)
+        return self.programs[name]
+
+    def _keep(self, attachment: Any) -> "Collection":
+        """Hold ``attachment`` until :meth:`close`, which detaches first."""
+        self.links.append(self._resources.enter_context(attachment))
         return self
 
     def reader(self, ringbuf: Any, record_type: Any, **options: Any) -> Any:

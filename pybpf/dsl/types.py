@@ -205,7 +205,16 @@ class PointerType(DSLType):
     def __call__(self, value: Any) -> Any:
         """``UserPtr(ctx.args[0])``: a 64-bit value seen as this pointer."""
         from .values import convert
-        return convert(value, self)
+        return self.view(convert(value, self))
+
+    def view(self, value: Any) -> Any:
+        """What a program holds for ``value`` of this type: the value, but a
+        kernel pointer is a view of the memory it points at, whose members
+        read kernel memory (:mod:`pybpf.dsl.kernel_memory`)."""
+        if self.space != "kernel":
+            return value
+        from .kernel_memory import KernelRef
+        return KernelRef(value, 0, self.target)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PointerType) and other.target == self.target \
@@ -347,8 +356,24 @@ def as_type(declared: Any) -> DSLType:
 
 #: What a syscall tracepoint's ``const char *`` is: a user-space address.
 UserPtr = PointerType(char, "user")
-#: An untyped kernel address (``bpf_get_current_task()``'s result).
-KernelPtr = PointerType(void, "kernel")
+
+
+class _KernelPtr(PointerType):
+    """``KernelPtr``: an untyped kernel address, and the maker of typed ones."""
+
+    def __call__(self, value: Any) -> Any:
+        """``KernelPtr("file")`` is the type ``struct file *`` (its layout
+        comes from the kernel's BTF, :mod:`pybpf.dsl.kernel_types`);
+        ``KernelPtr("file")(ctx.args[0])`` a value of it, and
+        ``KernelPtr(x)`` an untyped kernel address."""
+        if isinstance(value, str):
+            from .kernel_types import kernel_struct
+            return PointerType(kernel_struct(value), "kernel")
+        return super().__call__(value)
+
+
+#: An untyped kernel address; ``KernelPtr("task_struct")`` a typed one.
+KernelPtr = _KernelPtr(void, "kernel")
 
 
 def sizeof(declared: Any) -> int:

@@ -18,6 +18,10 @@ into build errors:
   (``s32 < u32`` compares as unsigned in C); convert one side explicitly.
   When widths differ the wider type wins (``s64 + u32`` is ``s64``).
 
+Network byte order types (``be16``, ``be32``) take part in ``==``, ``!=``,
+``&``, ``|`` and ``^`` only, with constants converted at build time
+(:mod:`pybpf.dsl.byteorder`).
+
 Python ints are untyped constants that take the other operand's type. They
 must fit it: in comparisons exactly (``u32 == -1`` is an error), in
 arithmetic as a bit pattern (``x & ~7`` is fine).
@@ -31,6 +35,7 @@ from typing import Any, FrozenSet, Optional
 
 from ..asm import caller_location
 from ..errors import ProgramBuildError
+from .byteorder import ORDER_FREE_OPS, NetworkIntType, order_mismatch, swap
 from .types import IntType, PointerType, s64, u32, u64
 
 COMMUTATIVE = frozenset(("+", "*", "&", "|", "^"))
@@ -292,6 +297,11 @@ def as_cond(x: Any) -> Cond:
     """A condition from a Cond, or from a value or pointer tested against 0."""
     if isinstance(x, Cond):
         return x
+    # Memory whose test is not "!= NULL" (a packet header: its bounds check,
+    # see .packet). Looked up on the class: a Ref's own lookup finds fields.
+    truth = getattr(type(x), "_truth", None)
+    if truth is not None:
+        return truth(x)
     value = as_value(x)
     if isinstance(value, Const):
         return ConstCond(value.value != 0)
@@ -303,6 +313,9 @@ def as_cond(x: Any) -> Cond:
 def _int_type(value: Value, op: str) -> IntType:
     if isinstance(value.type, PointerType):
         raise build_error("operator %s is not defined on pointers (%s)" % (op, value.type.name))
+    if isinstance(value.type, NetworkIntType) and op not in ORDER_FREE_OPS:
+        raise build_error("`%s` on a %s depends on byte order: convert it to host order first, "
+                          "with p.%s(x)" % (op, value.type.name, value.type.to_host))
     return value.type
 
 
@@ -313,6 +326,9 @@ def common_type(op: str, a: Value, b: Value) -> IntType:
     if b.type is None:
         return _int_type(a, op).promoted
     ta, tb = _int_type(a, op).promoted, _int_type(b, op).promoted
+    mismatch = order_mismatch(ta, tb) or order_mismatch(tb, ta)
+    if mismatch:
+        raise build_error("`%s` mixes %s and %s: %s" % (op, a.type.name, b.type.name, mismatch))
     if ta.signed == tb.signed:
         return ta if ta.size >= tb.size else tb
     signed, unsigned = (ta, tb) if ta.signed else (tb, ta)
@@ -325,7 +341,10 @@ def common_type(op: str, a: Value, b: Value) -> IntType:
 
 
 def _literal(value: Const, to: IntType, exact: bool) -> Const:
-    """An untyped literal given the type of the other operand."""
+    """An untyped literal given the type of the other operand; a network
+    order type gets the constant's bytes swapped (see .byteorder)."""
+    if isinstance(to, NetworkIntType):
+        return Const(swap(_literal(value, to.host, exact).value, to.size), to)
     v = value.value
     if to.fits(v):
         return Const(v, to)
@@ -339,6 +358,7 @@ def implicit(value: Value, to: IntType, exact: bool = False) -> Value:
     if isinstance(value, Const):
         if value.type is None:
             return _literal(value, to, exact)
+        _check_order(value.type, to)
         return Const(to.wrap(value.value), to)
     return convert(value, to)
 
@@ -360,6 +380,10 @@ def convert(x: Any, to: Any) -> Value:
         raise build_error("cannot convert a value to %s (only to integer and pointer types)"
                           % getattr(to, "name", to))
     if isinstance(value, Const):
+        if value.type is None and isinstance(to, NetworkIntType):   # be16(53)
+            return _literal(Const(to.host.wrap(value.value)), to, True)
+        if value.type is not None:
+            _check_order(value.type, to)
         return Const(to.wrap(value.value), to)
     if isinstance(value.type, PointerType):
         if not to.is64:
@@ -368,7 +392,14 @@ def convert(x: Any, to: Any) -> Value:
         return Local(to, value.storage)
     if value.type is to:
         return value
+    _check_order(value.type, to)
     return value.fn.convert(value, to)
+
+
+def _check_order(source: IntType, target: IntType) -> None:
+    mismatch = order_mismatch(source, target)
+    if mismatch:
+        raise build_error(mismatch)
 
 
 def _no_pointer_from_int(to: PointerType) -> Value:

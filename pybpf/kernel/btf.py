@@ -17,6 +17,8 @@ unions (``file.f_path`` sits in an anonymous union on recent kernels), and
 through embedded structs (``mount.mnt.mnt_root``), never through pointers:
 following ``file.f_path.dentry`` to its ``d_name`` is a second look-up,
 ``dentry.d_name``, made by the caller, who also indexes arrays.
+:meth:`BTF.field` does the same from a type id (anonymous types, and the
+DSL's kernel pointers, :mod:`pybpf.dsl.kernel_types`).
 
 Corrupt BTF raises :class:`BTFParseError` with the byte offset at fault;
 reference cycles are detected, never followed forever. Loading BTF into the
@@ -430,11 +432,22 @@ class BTF:
 
         Raises :class:`TypeNotFound` or :class:`FieldNotFound`.
         """
-        root_name, *fields = path.split(".")
+        root_name, _, members = path.partition(".")
         root = self.find(root_name, _PATH_ROOT_KINDS)
-        t = self.resolve_type(root.id)
-        type_id, bit_offset, bit_size = root.id, 0, 0
-        where = root_name
+        return self._member_path(root.id, members.split(".") if members else [], path,
+                                 root_name)
+
+    def field(self, type_id: int, path: str) -> Field:
+        """Like :meth:`resolve`, from a type id rather than a name: for
+        anonymous types, and for callers that already hold the id (the
+        DSL's kernel pointers). ``path`` is member names separated by dots;
+        ``Field.path`` is ``path`` itself.
+        """
+        return self._member_path(type_id, path.split("."), path, self.c_type(type_id))
+
+    def _member_path(self, type_id: int, fields: List[str], path: str, where: str) -> Field:
+        t = self.resolve_type(type_id)
+        bit_offset, bit_size = 0, 0
         for field in fields:
             type_name = self.c_type(type_id)
             if t.kind not in COMPOSITE_KINDS:

@@ -23,7 +23,7 @@ from typing import Tuple
 from ..errors import BPFError
 from . import sys
 from .log_buffer import attempt_with_log
-from .objects import BTFS, BTFInfo, Fileno, btf_info
+from .objects import BTFS, BTFInfo, Fileno, btf_info, get_info
 
 __all__ = ["LoadedBTF", "BTFLoadError", "complaint", "load_btf", "btf_from_id", "btf_info",
            "btf_data", "fetch_btf", "BTFInfo"]
@@ -63,31 +63,18 @@ def complaint(log: str) -> str:
     return "%s: %s" % (owner.strip(), member) if owner else member
 
 
-class LoadedBTF:
-    """A BTF object in the kernel, owning one fd to it. The object lives
+class LoadedBTF(sys.FDOwner):
+    """A BTF object in the kernel, owning one fd to it (``fileno()`` is what
+    ``btf_fd`` of BPF_MAP_CREATE and BPF_PROG_LOAD takes). The object lives
     while any fd or map or program refers to it; ``close()`` drops ours."""
 
     def __init__(self, fd: sys.FD):
         """Take ownership of ``fd`` (closed again if it is not BTF)."""
-        try:
+        with sys.closed_on_error(fd):
             info = btf_info(fd)
-        except BaseException:
-            fd.close()
-            raise
         self._fd = fd
         self.id = info.id
         self.size = info.size
-
-    def fileno(self) -> int:
-        """The fd, for ``btf_fd`` in BPF_MAP_CREATE and BPF_PROG_LOAD."""
-        return self._fd.fileno()
-
-    @property
-    def closed(self) -> bool:
-        return self._fd.closed
-
-    def close(self) -> None:
-        self._fd.close()
 
     def info(self) -> BTFInfo:
         return btf_info(self._fd)
@@ -95,12 +82,6 @@ class LoadedBTF:
     def data(self) -> bytes:
         """The blob as the kernel holds it."""
         return btf_data(self._fd)
-
-    def __enter__(self) -> "LoadedBTF":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return "LoadedBTF(id=%d, size=%d, %s)" % (self.id, self.size,
@@ -154,10 +135,7 @@ def btf_data(fd: Fileno) -> bytes:
     ``base=vmlinux()``."""
     size = btf_info(fd).size
     buffer = ctypes.create_string_buffer(size)
-    info = sys.BPFBTFInfo(btf=sys.address(buffer), btf_size=size)
-    fileno = fd if isinstance(fd, int) else fd.fileno()
-    sys.bpf(sys.BPF_OBJ_GET_INFO_BY_FD, sys.InfoAttr(bpf_fd=fileno, info_len=ctypes.sizeof(info),
-                                                     info=sys.address(info)))
+    get_info(fd, sys.BPFBTFInfo(btf=sys.address(buffer), btf_size=size))
     return buffer.raw
 
 

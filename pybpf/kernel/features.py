@@ -34,7 +34,7 @@ from typing import Callable, Dict, FrozenSet, List, Optional, Tuple, Union
 
 from .. import isa
 from ..asm import helper_id
-from ..errors import UnsupportedFeature, last_log_message
+from ..errors import ENOTSUPP, UnsupportedFeature, errno_name, last_log_message
 from . import objects
 from . import sys as _sys
 from .objects import (ATTACH_TYPES, LINK_TYPES, MAP_TYPES, PROG_TYPES, BPF_CGROUP_GETSOCKOPT,
@@ -43,7 +43,7 @@ from .objects import (ATTACH_TYPES, LINK_TYPES, MAP_TYPES, PROG_TYPES, BPF_CGROU
                       BPF_SK_LOOKUP, BPF_TCX_INGRESS, BPF_TRACE_FENTRY, BPF_XDP)
 from .btf_writer import BTFBuilder
 from .map_spec import BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, MAP_TYPE_SINCE
-from .prog import BPF_F_SLEEPABLE, ENOTSUPP, PROG_TYPE_SINCE, LoadRequest
+from .prog import BPF_F_SLEEPABLE, PROG_TYPE_SINCE, LoadRequest
 from .sys import FD
 
 # First mainline release with each feature, for UnsupportedFeature messages.
@@ -69,19 +69,15 @@ class Answer:
     detail: str = ""
 
 
-def _errname(err: int) -> str:
-    return "ENOTSUPP" if err == ENOTSUPP else _errno.errorcode.get(err, str(err))
-
-
 def _refusal(err: int, log: str = "") -> str:
     """"EINVAL", "EACCES: <the verifier's last complaint>", or "EINVAL after
     verification" when the verifier passed the program and the load still failed."""
     reason = last_log_message(log) if log else ""
     if reason:
-        return "%s: %s" % (_errname(err), reason)
+        return "%s: %s" % (errno_name(err), reason)
     if log.strip():
-        return "%s after verification" % _errname(err)
-    return _errname(err)
+        return "%s after verification" % errno_name(err)
+    return errno_name(err)
 
 
 # --- programs -----------------------------------------------------------------------------

@@ -9,13 +9,14 @@ program is attached with ``BPF_LINK_CREATE``, else with
 ``PERF_EVENT_IOC_SET_BPF``; either way the event is then enabled.
 Raw tracepoints take ``BPF_RAW_TRACEPOINT_OPEN`` and the tracepoint's name.
 
-Every attachment is a :class:`Link` that owns its file descriptors; closing
-it detaches the program. XDP and tc attachments are not here yet.
+Every attachment is a :class:`Link` that owns its file descriptors (or,
+for what netlink attached, the way to detach); closing it detaches the
+program. Network interfaces (XDP, tc) are :mod:`~pybpf.kernel.netattach`'s.
 """
 
 import ctypes
 import errno as _errno
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from ..errors import BPFError, NotFoundError
 from . import features, objects, tracefs
@@ -38,35 +39,44 @@ class Link:
     detaches it; the program itself may be closed independently.
 
     ``target`` names what it is attached to (``"syscalls/sys_enter_openat"``),
-    ``method`` how (``VIA_BPF_LINK``, ``VIA_IOCTL``, ``VIA_RAW_TRACEPOINT``).
+    ``method`` how (``VIA_BPF_LINK``, ``VIA_IOCTL``, ``VIA_RAW_TRACEPOINT``,
+    ``netattach.VIA_NETLINK``). ``detach`` undoes an attachment that no fd
+    holds (a netlink request); it runs once, on close.
     """
 
     def __init__(self, target: str, method: str, link_fd: Optional[_sys.FD] = None,
-                 perf_fd: Optional[_sys.FD] = None):
+                 perf_fd: Optional[_sys.FD] = None,
+                 detach: Optional[Callable[[], None]] = None):
         self.target = target
         self.method = method
         self._link_fd = link_fd
         self._perf_fd = perf_fd
+        self._detach = detach
 
     def fileno(self) -> int:
         """The BPF link's fd, or the perf event's when attached by ioctl."""
         owner = self._link_fd or self._perf_fd
         if owner is None:
-            raise ValueError("link to %s is closed" % self.target)
+            raise ValueError("link to %s is %s" % (self.target, "closed" if self.closed else
+                                                   "held by netlink, not by a file descriptor"))
         return owner.fileno()
 
     @property
     def closed(self) -> bool:
-        return self._link_fd is None and self._perf_fd is None
+        return self._link_fd is None and self._perf_fd is None and self._detach is None
 
     def close(self) -> None:
         """Detach: drop the BPF link, then the perf event (disabled first, so
-        the program stops before the fd goes). Safe to call twice."""
+        the program stops before the fd goes), or run ``detach``. Safe to
+        call twice."""
         link_fd, self._link_fd = self._link_fd, None
         perf_fd, self._perf_fd = self._perf_fd, None
+        detach, self._detach = self._detach, None
         try:
             if link_fd is not None:
                 link_fd.close()
+            if detach is not None:
+                detach()
         finally:
             if perf_fd is not None:
                 try:
@@ -82,7 +92,8 @@ class Link:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else "fd %d" % self.fileno()
+        owner = self._link_fd or self._perf_fd
+        state = "closed" if self.closed else "fd %d" % owner.fileno() if owner else "attached"
         return "<Link %s via %s, %s>" % (self.target, self.method, state)
 
 

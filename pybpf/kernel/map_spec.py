@@ -12,9 +12,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Union
 
-from ..errors import BPFError, UnsupportedFeature
+from ..errors import ENOTSUPP, BPFError, UnsupportedFeature, strerror
 from . import sys
-from .sys import ENOTSUPP
 from .map_codecs import Codec, KeyType, possible_cpus
 from .objects import (BPF_MAP_TYPE_ARENA, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_ARRAY_OF_MAPS,
                       BPF_MAP_TYPE_BLOOM_FILTER, BPF_MAP_TYPE_CGROUP_ARRAY,
@@ -51,12 +50,6 @@ BPF_ANY, BPF_NOEXIST, BPF_EXIST = sys.BPF_ANY, sys.BPF_NOEXIST, sys.BPF_EXIST
 
 UNSUPPORTED_ERRNOS = (_errno.EINVAL, _errno.EOPNOTSUPP, ENOTSUPP)
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-
-
-def strerror(err: int) -> str:
-    if err == ENOTSUPP:
-        return "operation not supported by this map type (ENOTSUPP)"
-    return os.strerror(err)
 
 
 # --- what each map type is --------------------------------------------------------------

@@ -20,7 +20,6 @@ A Map is not thread-safe: it reuses its key and value buffers between calls.
 
 import ctypes
 import errno as _errno
-import os
 import struct
 from typing import (Any, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple,
                     Union)
@@ -56,7 +55,7 @@ __all__ = [
 _MISSING = object()
 
 
-class Map:
+class Map(sys.FDOwner):
     """One BPF map, owning its fd. Build one with :meth:`create`,
     :meth:`from_fd`, :meth:`from_id` or :meth:`from_pin`.
 
@@ -128,24 +127,17 @@ class Map:
         ret = sys.bpf_errno(sys.BPF_MAP_CREATE, attr)
         if ret < 0:
             raise create_error(-ret, op, attr)
-        fd = sys.FD(ret)
-        try:
+        with sys.closed_on_error(sys.FD(ret)) as fd:
             return cls(fd, map_info(fd), name=spec.name, key=spec.key, value=spec.value)
-        except BaseException:
-            fd.close()
-            raise
 
     @classmethod
     def from_fd(cls, fd: Union[int, sys.FD], *, name: Optional[str] = None,
                 key: KeyType = None, value: KeyType = None) -> "Map":
         """Wrap an existing map fd. An ``FD`` is taken over (the Map closes
         it); a plain int is duplicated, so the caller keeps its own."""
-        owned = fd if isinstance(fd, sys.FD) else sys.FD(os.dup(fd))
-        try:
+        owned = fd if isinstance(fd, sys.FD) else sys.dup_fd(fd)
+        with sys.closed_on_error(owned):
             return cls(owned, map_info(owned), name=name, key=key, value=value)
-        except BaseException:
-            owned.close()
-            raise
 
     @classmethod
     def from_id(cls, map_id: int, *, name: Optional[str] = None, key: KeyType = None,
@@ -164,30 +156,17 @@ class Map:
     def info(self) -> MapInfo:
         return map_info(self._fd)
 
-    # --- ownership ----------------------------------------------------------------------------
-
-    def fileno(self) -> int:
-        return self._fd.fileno()
+    # --- ownership (fileno, closed and ``with`` come from FDOwner) ----------------------------
 
     @property
     def fd(self) -> sys.FD:
         return self._fd
 
-    @property
-    def closed(self) -> bool:
-        return self._fd.closed
-
     def close(self) -> None:
         # A reused fd number must never be hit by a stale call: -1 gives EBADF.
         for attr in (self._attr, self._delete_attr, self._keyless_attr):
             attr.map_fd = 0xFFFFFFFF
-        self._fd.close()
-
-    def __enter__(self) -> "Map":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        super().close()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "id=%d" % self.id

@@ -443,30 +443,41 @@ _UNSIZED_STRING = 4096   # when a kernel reports no length for a string it would
 Fileno = Any   # an int fd, a sys.FD, or anything with fileno()
 
 
-def _fileno(fd: Fileno) -> int:
-    return fd if isinstance(fd, int) else fd.fileno()
-
-
-def _get_info(fd: Fileno, info: ctypes.Structure) -> ctypes.Structure:
-    attr = sys.InfoAttr(bpf_fd=_fileno(fd), info_len=ctypes.sizeof(info),
+def get_info(fd: Fileno, info: ctypes.Structure) -> ctypes.Structure:
+    """Fill ``info`` (a ``bpf_*_info`` struct, with any pointers and counts
+    of what to copy out set) by BPF_OBJ_GET_INFO_BY_FD; returns it."""
+    attr = sys.InfoAttr(bpf_fd=sys.fileno_of(fd), info_len=ctypes.sizeof(info),
                         info=sys.address(info))
     sys.bpf(sys.BPF_OBJ_GET_INFO_BY_FD, attr)
     return info
 
 
-def _prog_info_array(fd: Fileno, count_field: str, pointer_field: str, item_size: int) -> bytes:
+def _prog_info_array(fd: Fileno, count_field: str, pointer_field: str, item_size: int,
+                     rec_size_field: Optional[str] = None) -> bytes:
     """An array the kernel copies out of ``bpf_prog_info`` on a second call
-    (size first; asks again if it grew in between, e.g. BPF_PROG_BIND_MAP)."""
-    count = getattr(_get_info(fd, sys.BPFProgInfo()), count_field)
+    (size first; asks again if it grew in between, e.g. BPF_PROG_BIND_MAP).
+    ``rec_size_field`` names the field that must state ``item_size`` for
+    arrays of records (the kernel refuses another record size)."""
+    count = getattr(get_info(fd, sys.BPFProgInfo()), count_field)
     while True:
         buffer = ctypes.create_string_buffer(max(count * item_size, 1))
         info = sys.BPFProgInfo()
         setattr(info, count_field, count)
         setattr(info, pointer_field, sys.address(buffer) if count else 0)
-        got = getattr(_get_info(fd, info), count_field)
+        if rec_size_field is not None:
+            setattr(info, rec_size_field, item_size)
+        got = getattr(get_info(fd, info), count_field)
         if got <= count:
             return buffer.raw[:got * item_size]
         count = got
+
+
+def _prog_info_numbers(fd: Fileno, count_field: str, pointer_field: str,
+                       code: str) -> Tuple[int, ...]:
+    """An array of ``bpf_prog_info`` whose items are one ``struct`` ``code``
+    each (``I``: __u32, ``Q``: __u64), as ints."""
+    raw = _prog_info_array(fd, count_field, pointer_field, struct.calcsize("=" + code))
+    return tuple(number for (number,) in struct.iter_unpack("=" + code, raw))
 
 
 def prog_xlated(fd: Fileno) -> bytes:
@@ -480,8 +491,33 @@ def prog_jited(fd: Fileno) -> bytes:
 
 
 def prog_map_ids(fd: Fileno) -> Tuple[int, ...]:
-    raw = _prog_info_array(fd, "nr_map_ids", "map_ids", 4)
-    return struct.unpack("=%dI" % (len(raw) // 4), raw)
+    return _prog_info_numbers(fd, "nr_map_ids", "map_ids", "I")
+
+
+def prog_jited_ksyms(fd: Fileno) -> Tuple[int, ...]:
+    """The kernel address of each JIT-compiled function of the program: the
+    main program first, then its bpf-to-bpf functions in the order of
+    :func:`prog_func_info`. Empty with the JIT off; all zero where the
+    kernel hides addresses (no CAP_SYSLOG, ``kernel.kptr_restrict``)."""
+    return _prog_info_numbers(fd, "nr_jited_ksyms", "jited_ksyms", "Q")
+
+
+def prog_jited_func_lens(fd: Fileno) -> Tuple[int, ...]:
+    """Bytes of machine code of each JIT-compiled function, in the order of
+    :func:`prog_jited_ksyms`; together they make :func:`prog_jited`."""
+    return _prog_info_numbers(fd, "nr_jited_func_lens", "jited_func_lens", "I")
+
+
+_FUNC_INFO = struct.Struct("=II")   # struct bpf_func_info { __u32 insn_off; __u32 type_id; }
+
+
+def prog_func_info(fd: Fileno) -> Tuple[Tuple[int, int], ...]:
+    """``(insn_off, type_id)`` per function: the slot where it starts in the
+    translated code and its BTF FUNC type in the program's BTF object
+    (``ProgInfo.btf_id``). Empty for a program loaded without func_info."""
+    raw = _prog_info_array(fd, "nr_func_info", "func_info", _FUNC_INFO.size,
+                           "func_info_rec_size")
+    return tuple(_FUNC_INFO.iter_unpack(raw))
 
 
 def _text(raw: bytes) -> str:
@@ -526,7 +562,7 @@ def _link_detail(fd: Fileno, info: sys.BPFLinkInfo) -> Dict[str, Any]:
         setattr(asked, pointer, sys.address(buffer))
         setattr(asked, length, size)
         try:
-            _get_info(fd, again)
+            get_info(fd, again)
         except OSError as exc:
             if exc.errno != _errno.ENOSPC:   # ENOSPC: it grew; keep the truncated copy
                 raise
@@ -551,7 +587,7 @@ def _decode_link(fd: Fileno, info: sys.BPFLinkInfo) -> LinkInfo:
 def _decode_btf(fd: Fileno, info: sys.BPFBTFInfo) -> BTFInfo:
     # Names are short (a module's, "vmlinux", or none): one call with room to spare.
     buffer = ctypes.create_string_buffer(256)
-    named = _get_info(fd, sys.BPFBTFInfo(name=sys.address(buffer), name_len=len(buffer)))
+    named = get_info(fd, sys.BPFBTFInfo(name=sys.address(buffer), name_len=len(buffer)))
     return BTFInfo(id=info.id, name=_text(buffer.raw), size=named.btf_size,
                    kernel_btf=bool(named.kernel_btf))
 
@@ -603,7 +639,7 @@ class ObjectKind:
         """The record for an open object (int fd, ``FD``, or anything with
         ``fileno()``). ``ValueError`` if the fd is not one of this kind: the
         kernel would answer with another kind's info struct."""
-        number = _fileno(fd)
+        number = sys.fileno_of(fd)
         try:
             target = os.readlink("/proc/self/fd/%d" % number)
         except OSError:
@@ -612,7 +648,7 @@ class ObjectKind:
         if target not in self._anon_inodes and (target in _BPF_ANON_INODES
                                                 or not target.startswith("anon_inode:")):
             raise ValueError("fd %d is %s, not a BPF %s" % (number, target, self.noun))
-        return self._decode(fd, _get_info(fd, self._info_struct()))
+        return self._decode(fd, get_info(fd, self._info_struct()))
 
     def info_by_id(self, object_id: int):
         with self.open(object_id) as fd:

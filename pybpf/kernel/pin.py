@@ -58,7 +58,7 @@ def pin(fd: Any, path: str) -> None:
     """
     buffer = _path_buffer(path)
     attr = sys.ObjAttr(pathname=sys.address(buffer),
-                       bpf_fd=fd if isinstance(fd, int) else fd.fileno())
+                       bpf_fd=sys.fileno_of(fd))
     ret = sys.bpf_errno(sys.BPF_OBJ_PIN, attr)
     if ret >= 0:
         return

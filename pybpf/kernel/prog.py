@@ -25,7 +25,6 @@ The verifier log parsing (:func:`failing_slot`, :func:`offending_writer_slot`,
 
 import ctypes
 import errno as _errno
-import fcntl
 import linecache
 import re
 import struct
@@ -34,8 +33,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .. import isa
 from ..asm import AssembledProgram
-from ..errors import (BPFError, BPFPermissionError, NotFoundError, SourceLocation,
-                      UnsupportedFeature, VerifierError)
+from ..errors import (BPFError, BPFPermissionError, SourceLocation, UnsupportedFeature,
+                      VerifierError)
 from . import log_buffer, objects
 from .log_buffer import LOG_SIZE_MAX, LOG_SIZE_START
 from . import sys as _sys
@@ -148,7 +147,6 @@ BPF_F_XDP_DEV_BOUND_ONLY = 1 << 6
 BPF_LOG_LEVEL1 = 1   # the instructions the verifier walks, and why it stopped
 BPF_LOG_LEVEL2 = 2   # also every state at every instruction (very large)
 BPF_LOG_STATS = 4    # only the statistics: insns processed, time, stack depth
-
 
 
 # Room given to a test run's output packet beyond the input's size, so that
@@ -381,7 +379,7 @@ def _as_bytecode(code: Code, maps: Optional[Mapping[str, Any]]) -> Tuple[bytes, 
     """The bytes to load, and an AssembledProgram to map slots to instructions
     (with source lines only when ``code`` was one)."""
     if isinstance(code, AssembledProgram):
-        fds = {name: m if isinstance(m, int) else m.fileno() for name, m in (maps or {}).items()}
+        fds = {name: _sys.fileno_of(m) for name, m in (maps or {}).items()}
         return code.bytecode(fds), code
     if isinstance(code, (bytes, bytearray, memoryview)):
         raw = bytes(code)
@@ -425,7 +423,7 @@ class TestRunResult:
     duration_ns: int
 
 
-class Program:
+class Program(_sys.FDOwner):
     """One loaded BPF program; owns its file descriptor.
 
     Make one with :meth:`load`, :meth:`from_id` or :meth:`from_fd`. ``id``,
@@ -478,63 +476,36 @@ class Program:
                 ret, log, truncated = request.attempt_with_log(level | BPF_LOG_LEVEL1)
         if ret < 0:
             raise _load_error(-ret, request, program, log, truncated)
-        return cls(FD(ret), prog_type, name,
-                   code if isinstance(code, AssembledProgram) else None, log)
+        with _sys.closed_on_error(FD(ret)) as fd:
+            return cls(fd, prog_type, name,
+                       code if isinstance(code, AssembledProgram) else None, log)
 
     @classmethod
     def from_fd(cls, fd: Union[int, FD]) -> "Program":
         """A Program for an fd obtained elsewhere (pinned, passed in). The fd
         is duplicated: the caller keeps (and closes) its own."""
-        raw = fd.fileno() if isinstance(fd, FD) else fd
-        return cls._adopt(FD(fcntl.fcntl(raw, fcntl.F_DUPFD_CLOEXEC, 0)))
+        return cls._adopt(_sys.dup_fd(fd.fileno() if isinstance(fd, FD) else fd))
 
     @classmethod
     def from_id(cls, prog_id: int) -> "Program":
-        """Open the loaded program with kernel id ``prog_id``."""
-        attr = _sys.GetIdAttr(start_id=prog_id)
-        ret = _sys.bpf_errno(_sys.BPF_PROG_GET_FD_BY_ID, attr)
-        if ret == -_errno.ENOENT:
-            raise NotFoundError(_errno.ENOENT, "BPF_PROG_GET_FD_BY_ID",
-                                "no BPF program with id %d" % prog_id)
-        if ret < 0:
-            raise _sys.error_for(-ret, "BPF_PROG_GET_FD_BY_ID")
-        return cls._adopt(FD(ret))
+        """Open the loaded program with kernel id ``prog_id``
+        (:class:`~pybpf.errors.NotFoundError` if there is none)."""
+        return cls._adopt(objects.PROGS.open(prog_id))
 
     @classmethod
     def _adopt(cls, owned: FD) -> "Program":
         """A Program for an fd we own, described by the kernel's info."""
-        try:
+        with _sys.closed_on_error(owned):
             info = objects.prog_info(owned.fileno())
-        except BaseException:
-            owned.close()
-            raise
-        program = cls(owned, info.type, info.name)
+            program = cls(owned, info.type, info.name)
         program._identity = (info.id, info.tag)
         return program
 
-    # -- the fd ------------------------------------------------------------------------
-
-    def fileno(self) -> int:
-        return self._fd.fileno()
+    # -- the fd (fileno, closed, close and ``with`` come from FDOwner) -----------------
 
     @property
     def fd(self) -> int:
         return self._fd.fileno()
-
-    @property
-    def closed(self) -> bool:
-        return self._fd.closed
-
-    def close(self) -> None:
-        """Release the program; the kernel frees it when nothing else (a link,
-        a pin, another fd) holds it. Closing twice is harmless."""
-        self._fd.close()
-
-    def __enter__(self) -> "Program":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "fd=%d" % self._fd.fileno()
@@ -636,8 +607,9 @@ def enable_stats(stats_type: int = _sys.BPF_STATS_RUN_TIME) -> FD:
     """
     attr = _sys.EnableStatsAttr(type=stats_type)
     ret = _sys.bpf_errno(_sys.BPF_ENABLE_STATS, attr)
-    if ret == -_errno.EINVAL:
-        raise UnsupportedFeature("BPF_ENABLE_STATS", "5.8", op="BPF_ENABLE_STATS")
+    if ret == -_errno.EINVAL and stats_type == _sys.BPF_STATS_RUN_TIME:
+        from .features import SINCE  # features builds on this module
+        raise UnsupportedFeature("BPF_ENABLE_STATS", SINCE["enable_stats"], op="BPF_ENABLE_STATS")
     if ret < 0:
         raise _sys.error_for(-ret, "BPF_ENABLE_STATS")
     return FD(ret)

@@ -20,26 +20,18 @@ import subprocess
 import sys
 
 import pytest
+from cli_run import REPO, pybpf
 
 from pybpf import asm_text
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
 GOLDEN = os.path.join(HERE, "golden")
 SAMPLE = os.path.join(GOLDEN, "sample.s")
 UPDATE_GOLDEN = os.environ.get("PYBPF_UPDATE_GOLDEN") == "1"
 LLVM_OBJDUMP = "llvm-objdump-19"
+# programs/lib_*.py are DSL libraries that programs call: they define none.
 SHIPPED = sorted(name[:-3] for name in os.listdir(os.path.join(REPO, "programs"))
-                 if name.endswith(".py") and not name.startswith("_"))
-
-
-def pybpf(*args, check=True, cwd=REPO):
-    result = subprocess.run([sys.executable, "-m", "pybpf.cli"] + [str(a) for a in args],
-                            cwd=cwd, capture_output=True, text=True, timeout=120)
-    if check and result.returncode:
-        raise AssertionError("pybpf %s exited %d: %s" % (" ".join(map(str, args)),
-                                                          result.returncode, result.stderr))
-    return result
+                 if name.endswith(".py") and not name.startswith(("_", "lib_")))
 
 
 def matches_golden(name: str, text: str) -> None:

@@ -14,6 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 @pytest.mark.parametrize("which, rows", [
     ("reader", ("ringbuf, 128-byte records", "perf, 128-byte records")),
     ("btf", ("cold: parse", "warm: cached index")),
+    ("paths", ("3 components: find + walk", "16 components: find + walk", "verifier: walk_fd")),
 ])
 def test_kernel_benchmark_quick_run(tmp_path, which, rows):
     out = tmp_path / "bench.json"

@@ -13,9 +13,13 @@ import pytest
 
 from kernel_objects import (assert_no_new_fds, assert_no_new_objects, load_trivial_program,
                             new_objects, open_fds, snapshot, wait_gone)
+from pybpf import asm, isa
 from pybpf.errors import NotFoundError
 from pybpf.kernel import objects, sys
+from pybpf.kernel.btf_load import load_btf
+from pybpf.kernel.btf_writer import BTF_FUNC_STATIC, VOID, BTFBuilder
 from pybpf.kernel.maps import Map, MapSpec
+from pybpf.kernel.prog import Program
 
 BPFTOOL = "/usr/sbin/bpftool"
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -72,6 +76,34 @@ def test_prog_map_ids():
                                 insns=sys.address(code), license=sys.address(license))
         with sys.bpf_fd(sys.BPF_PROG_LOAD, attr) as prog:
             assert objects.prog_info(prog).map_ids == (m.id,)
+
+
+def test_prog_functions_jited_and_func_info():
+    """A program with a bpf-to-bpf function and BTF func_info: one JIT-compiled
+    function each, whose lengths add up to the machine code."""
+    b = BTFBuilder()
+    u64 = b.int("u64", 8)
+    main = b.func("main", b.func_proto(u64, [("ctx", b.ptr(VOID))]), BTF_FUNC_STATIC)
+    twice = b.func("twice", b.func_proto(u64, [("x", u64)]), BTF_FUNC_STATIC)
+    a = asm.Assembler("objects_funcs")
+    a.emit(isa.mov(isa.R1, 3))
+    a.call_function("twice")
+    a.emit(isa.exit_())
+    a.function("twice")
+    a.emit(isa.mov(isa.R0, isa.R1))
+    a.emit(isa.alu(isa.BPF_ADD, isa.R0, isa.R1))
+    a.emit(isa.exit_())
+    code = a.assemble()
+    with load_btf(b.encode()) as btf, \
+            Program.load(code, prog_type=objects.BPF_PROG_TYPE_SOCKET_FILTER, btf_fd=btf.fileno(),
+                         func_info=[(0, main), (code.slot_of(code.labels["twice"]), twice)]) as prog:
+        assert objects.prog_func_info(prog) == ((0, main), (3, twice))
+        ksyms, lens = objects.prog_jited_ksyms(prog), objects.prog_jited_func_lens(prog)
+        assert len(ksyms) == len(lens) == 2
+        assert sum(lens) == len(objects.prog_jited(prog)) > 0
+    with load_trivial_program(objects.BPF_PROG_TYPE_SOCKET_FILTER) as plain:
+        assert objects.prog_func_info(plain) == ()
+        assert len(objects.prog_jited_ksyms(plain)) == len(objects.prog_jited_func_lens(plain)) == 1
 
 
 def test_links_raw_tracepoint_and_xdp():

@@ -182,6 +182,13 @@ def test_member_paths():
     assert (arr.array.elem.name, arr.array.nelems, arr.array.elem_size) == ("int", 4, 4)
     whole = btf.resolve("s")
     assert (whole.offset, whole.size) == (0, 32)
+    # from a type id: the struct's, and the anonymous union's inside it
+    s_id = btf.find("s").id
+    assert btf.field(s_id, "u") == u._replace(path="u")
+    union_id = next(m.type for m in btf.members(s_id) if not m.name)
+    assert (btf.field(union_id, "p").offset, btf.field(union_id, "p").size) == (0, 8)
+    with pytest.raises(FieldNotFound, match="has no member 'x'"):
+        btf.field(union_id, "x")
 
 
 @pytest.mark.skipif(sys.byteorder != "little", reason="bit numbering of little-endian BTF")

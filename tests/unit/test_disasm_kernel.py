@@ -16,6 +16,7 @@ import os
 import pytest
 
 from pybpf import asm_text, disasm, isa
+from pybpf.errors import DecodeError
 from pybpf.isa import R0, R1, R2, R10
 
 CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
@@ -57,6 +58,9 @@ def test_every_opcode_reads_as_the_kernel_printed_it():
     (isa.atomic(4, isa.BPF_XCHG, R1, 4, R2), "(c3) r2 = atomic_xchg((u32 *)(r1 +4), r2)"),
     (isa.atomic(8, isa.BPF_CMPXCHG, R1, 0, R0),
      "(db) r0 = atomic64_cmpxchg((u64 *)(r1 +0), r0, r0)"),
+    # is_mov_percpu_addr(): "(%02x) r%d = &(void __percpu *)(r%d)", written by
+    # the verifier only (off BPF_ADDR_PERCPU)
+    (isa.Instruction(0xbf, 0, 1, isa.BPF_ADDR_PERCPU), "(bf) r0 = &(void __percpu *)(r1)"),
 ])
 def test_kernel_strings(insn, text):
     assert disasm.format_instruction(insn, style="kernel") == text
@@ -68,3 +72,17 @@ def test_kernel_layout_numbers_slots_like_bpftool():
     lines = disasm.disassemble(insns, style="kernel").splitlines()
     assert lines[:2] == ["   0: (18) r1 = 0x1", "   2: (b7) r0 = 0"]
     assert lines[-1] == " 1002: (95) exit"
+
+
+def test_percpu_move_is_kernel_only():
+    """No loader may submit the per-CPU move: the other styles refuse it in one
+    line that says which style prints it, and so does an assembler."""
+    move = isa.Instruction(0xbf, 0, 0, isa.BPF_ADDR_PERCPU)
+    for style in ("llvm", "annotated"):
+        with pytest.raises(DecodeError, match=r"per-CPU address move \(off -1\), which only "
+                                              r"the verifier writes; only the kernel style"):
+            disasm.format_instruction(move, style=style)
+    assert disasm.disassemble([move, isa.exit_()], style="kernel").splitlines() == [
+        "   0: (bf) r0 = &(void __percpu *)(r0)", "   1: (95) exit"]
+    with pytest.raises(DecodeError, match="imm 0"):   # the rest must still be a valid move
+        disasm.format_instruction(move._replace(imm=1), style="kernel")
