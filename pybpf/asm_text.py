@@ -27,7 +27,7 @@ import os
 import re
 from typing import Dict, List, NamedTuple, NoReturn, Optional, Set, Tuple
 
-from . import asm, helper_defs, isa
+from . import asm, disasm, helper_defs, isa
 from .errors import AssemblyError, SourceLocation
 
 # --- lexical pieces -------------------------------------------------------------------
@@ -72,20 +72,14 @@ def _template(text: str) -> "re.Pattern[str]":
     return re.compile("".join(out))
 
 
-ALU_OPS = {
-    "+=": isa.BPF_ADD, "-=": isa.BPF_SUB, "*=": isa.BPF_MUL, "/=": isa.BPF_DIV,
-    "|=": isa.BPF_OR, "&=": isa.BPF_AND, "<<=": isa.BPF_LSH, ">>=": isa.BPF_RSH,
-    "%=": isa.BPF_MOD, "^=": isa.BPF_XOR, "=": isa.BPF_MOV, "s>>=": isa.BPF_ARSH,
-    "s/=": isa.BPF_DIV, "s%=": isa.BPF_MOD,
-}
-SIGNED_ALU_OPS = ("s/=", "s%=")  # the signed forms set off = 1
-JUMP_OPS = {
-    "==": isa.BPF_JEQ, ">": isa.BPF_JGT, ">=": isa.BPF_JGE, "&": isa.BPF_JSET,
-    "!=": isa.BPF_JNE, "s>": isa.BPF_JSGT, "s>=": isa.BPF_JSGE, "<": isa.BPF_JLT,
-    "<=": isa.BPF_JLE, "s<": isa.BPF_JSLT, "s<=": isa.BPF_JSLE,
-}
-ATOMIC_ALU_OPS = {"+=": isa.BPF_ADD, "|=": isa.BPF_OR, "&=": isa.BPF_AND, "^=": isa.BPF_XOR}
-ATOMIC_FETCH_OPS = {"add": isa.BPF_ADD, "or": isa.BPF_OR, "and": isa.BPF_AND, "xor": isa.BPF_XOR}
+# Operator spellings: the disassembler's tables read backwards, so that what
+# it prints always parses.
+ALU_OPS = {text: op for op, text in disasm.ALU_OPERATORS.items()}
+ALU_OPS.update({text: op for op, text in disasm.SIGNED_ALU_OPERATORS.items()})
+SIGNED_ALU_OPS = tuple(disasm.SIGNED_ALU_OPERATORS.values())  # the signed forms set off = 1
+JUMP_OPS = {text: op for op, text in disasm.JUMP_OPERATORS.items()}
+ATOMIC_ALU_OPS = {disasm.ALU_OPERATORS[op]: op for op in disasm.ATOMIC_ALU_NAMES}
+ATOMIC_FETCH_OPS = {name: op for op, name in disasm.ATOMIC_ALU_NAMES.items()}
 LOAD_SIZES = {"u8": 1, "u16": 2, "u32": 4, "u64": 8}
 SIGNED_LOAD_SIZES = {"s8": 1, "s16": 2, "s32": 4}
 ATOMIC_SUFFIX_SIZES = {"_64": 8, "32_32": 4}

@@ -604,7 +604,7 @@ def _unpack(program: ProgramLike, style: str):
     return instructions, None, {}, {}, ()
 
 
-def _display_path(filename: str) -> str:
+def display_path(filename: str) -> str:
     """A source file's name, relative to the working directory when inside it."""
     cwd = os.getcwd() + os.sep
     return filename[len(cwd):] if filename.startswith(cwd) else filename
@@ -621,7 +621,7 @@ def _source_printer(lines: Sequence, out: List[str]) -> Callable[[int], None]:
             return
         previous[0] = location
         text = linecache.getline(location.filename, location.line).strip()
-        out.append(("; %s:%d  %s" % (_display_path(location.filename), location.line, text))
+        out.append(("; %s:%d  %s" % (display_path(location.filename), location.line, text))
                    .rstrip())
     return show
 

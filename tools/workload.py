@@ -25,6 +25,7 @@ import tempfile
 import time
 
 READ_FILE_SIZE = 1 << 20
+PHASES = ("cycles", "read_inside", "read_outside", "getppid")
 
 
 def _prepare(path: str) -> None:
@@ -71,7 +72,7 @@ def getppid_loop(count: int) -> float:
 
 
 def run(directory: str, outside_dir: str, n_cycles: int, reads: int, syscalls: int,
-        phases=("cycles", "read_inside", "read_outside", "getppid")) -> dict:
+        phases=PHASES) -> dict:
     inside = os.path.join(directory, "inside.dat")
     outside = os.path.join(outside_dir, "outside.dat")
     _prepare(inside)
@@ -98,15 +99,13 @@ def main(argv=None) -> int:
     parser.add_argument("--cycles", type=int, default=2000)
     parser.add_argument("--reads", type=int, default=100000)
     parser.add_argument("--syscalls", type=int, default=100000)
-    parser.add_argument("--phase", action="append", choices=["cycles", "read_inside",
-                                                             "read_outside", "getppid"])
+    parser.add_argument("--phase", action="append", choices=PHASES)
     args = parser.parse_args(argv)
     os.makedirs(args.dir, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="workload-outside-") as default_outside:
         outside = args.outside or default_outside
         result = run(args.dir, outside, args.cycles, args.reads, args.syscalls,
-                     tuple(args.phase) if args.phase else
-                     ("cycles", "read_inside", "read_outside", "getppid"))
+                     tuple(args.phase or PHASES))
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
     return 0

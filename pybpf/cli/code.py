@@ -176,14 +176,10 @@ def _marked_log(error: VerifierError, code: Optional[AssembledProgram]) -> List[
                 previous = location
                 text = linecache.getline(location.filename, location.line).strip()
                 out.append("%s %s:%d  %s" % (">>" if location in marked else ";",
-                                             _display(location.filename), location.line, text))
+                                             _disasm.display_path(location.filename),
+                                             location.line, text))
         out.append(line)
     return out
-
-
-def _display(filename: str) -> str:
-    cwd = os.getcwd() + os.sep
-    return filename[len(cwd):] if filename.startswith(cwd) else filename
 
 
 def _stats_json(target: Target, program: KernelProgram) -> Dict[str, Any]:

@@ -28,7 +28,7 @@ from .. import asm_text, dsl, elf
 from ..asm import AssembledProgram
 from ..errors import PyBPFError
 from ..kernel.map_spec import create_attr
-from ..kernel.objects import BPF_PROG_TYPE_RAW_TRACEPOINT, BPF_PROG_TYPE_TRACEPOINT, MAP_TYPES
+from ..kernel.objects import BPF_PROG_TYPE_RAW_TRACEPOINT, BPF_PROG_TYPE_TRACEPOINT
 from .common import CLIError
 
 # libbpf's SEC() prefixes for the program types the DSL makes
@@ -87,8 +87,7 @@ def _import(spec: str) -> Any:
 def map_definition(decl: Any) -> elf.MapDefinition:
     """A DSL map declaration as the kernel would create it."""
     spec = decl.spec()
-    map_type = MAP_TYPES.value(spec.map_type) if isinstance(spec.map_type, str) else spec.map_type
-    attr = create_attr(spec, map_type)
+    attr = create_attr(spec, spec.type_value)
     return elf.MapDefinition(decl.name, attr.map_type, attr.key_size, attr.value_size,
                              attr.max_entries, attr.map_flags)
 

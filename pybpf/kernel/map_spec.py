@@ -152,6 +152,14 @@ class MapSpec:
     btf_key_type_id: int = 0
     btf_value_type_id: int = 0
 
+    @property
+    def type_value(self) -> int:
+        """``map_type`` as its ``BPF_MAP_TYPE_*`` value (``KeyError`` for an
+        unknown name)."""
+        if isinstance(self.map_type, str):
+            return MAP_TYPES.value(self.map_type)
+        return self.map_type
+
 
 def _size(spec_size: Optional[int], fixed: Optional[int], codec: KeyType, role: str,
           type_name: str) -> int:

@@ -119,10 +119,7 @@ class Map(sys.FDOwner):
     def create(cls, spec: MapSpec) -> "Map":
         """Create a new map. Raises ``UnsupportedFeature`` when this kernel
         lacks the map type, ``ValueError`` for a spec the type cannot have."""
-        map_type = spec.map_type
-        if isinstance(map_type, str):
-            map_type = MAP_TYPES.value(map_type)
-        attr = create_attr(spec, map_type)
+        attr = create_attr(spec, spec.type_value)
         op = "BPF_MAP_CREATE (map %r)" % spec.name
         ret = sys.bpf_errno(sys.BPF_MAP_CREATE, attr)
         if ret < 0:
@@ -212,27 +209,28 @@ class Map(sys.FDOwner):
             return False
 
     def _encode_key(self, key: Any) -> bytes:
-        try:
-            raw = self._key.encode(key)
-        except (ValueError, OverflowError, AttributeError, struct.error, ConstructError) as exc:
-            raise ValueError("map %r: cannot encode key %r (%s) as %s (key_size %d): %s"
-                             % (self.name, key, type(key).__name__, self._key.what,
-                                self.key_size, exc)) from None
-        if len(raw) != self.key_size:
-            raise ValueError("map %r: key %r is %d bytes, the map's key_size is %d"
-                             % (self.name, key, len(raw), self.key_size))
-        return raw
+        return self._encode(self._key, key, "key", self.key_size)
 
     def _encode_value(self, value: Any) -> bytes:
+        return self._encode(self._value, value, "value", self.value_size)
+
+    def _encode(self, codec: Codec, item: Any, role: str, declared: int) -> bytes:
+        """``item`` (a key or value) as the bytes the map stores; a ValueError
+        naming the map, the item and the sizes if it does not encode to
+        exactly ``codec.size`` bytes (``declared``: the map's key_size or
+        value_size, which per-CPU values repeat)."""
         try:
-            raw = self._value.encode(value)
+            raw = codec.encode(item)
         except (ValueError, OverflowError, AttributeError, struct.error, ConstructError) as exc:
-            raise ValueError("map %r: cannot encode value %r (%s) as %s (value_size %d): %s"
-                             % (self.name, value, type(value).__name__, self._value.what,
-                                self.value_size, exc)) from None
-        if len(raw) != self._value.size:
-            raise ValueError("map %r: value %r is %d bytes, the map needs %d (value_size %d)"
-                             % (self.name, value, len(raw), self._value.size, self.value_size))
+            raise ValueError("map %r: cannot encode %s %r (%s) as %s (%s_size %d): %s"
+                             % (self.name, role, item, type(item).__name__, codec.what, role,
+                                declared, exc)) from None
+        if len(raw) != codec.size:
+            # a value may be per-CPU: then the map needs more than value_size
+            needed = ("the map's key_size is %d" % declared if role == "key"
+                      else "the map needs %d (value_size %d)" % (codec.size, declared))
+            raise ValueError("map %r: %s %r is %d bytes, %s"
+                             % (self.name, role, item, len(raw), needed))
         return raw
 
     # --- raw element calls --------------------------------------------------------------------

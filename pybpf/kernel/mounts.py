@@ -16,6 +16,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
                         ctypes.c_void_p)
 
+
 def mounted_filesystems() -> Dict[str, str]:
     """Mount point -> file system type, from /proc/self/mounts."""
     table: Dict[str, str] = {}

@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ..errors import BPFError
 from . import objects
 from . import sys as _sys
-from .maps import parse_cpu_list
+from .map_codecs import parse_cpu_list
 from .reader import Ring, RingReader, release_mapping
 from .records import RecordDecoder
 

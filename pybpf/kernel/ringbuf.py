@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from . import objects
 from . import sys as _sys
-from .maps import possible_cpus
+from .map_codecs import possible_cpus
 from .reader import Ring, RingReader, release_mapping
 from .records import RecordDecoder
 
@@ -200,5 +200,5 @@ def check_lost_counter(counter_map: Any) -> None:
     if info.type != objects.BPF_MAP_TYPE_PERCPU_ARRAY or info.value_size != 8 \
             or info.max_entries < 1:
         raise ValueError("lost-record counter %r must be a BPF_MAP_TYPE_PERCPU_ARRAY "
-                               "with 8-byte values, not a %s with %d-byte values"
-                               % (info.name, objects.MAP_TYPES.name(info.type), info.value_size))
+                         "with 8-byte values, not a %s with %d-byte values"
+                         % (info.name, objects.MAP_TYPES.name(info.type), info.value_size))

@@ -467,8 +467,10 @@ def address(buffer) -> int:
 
 
 def obj_name(name: str) -> bytes:
-    """A name for ``map_name``/``prog_name``: the kernel allows
-    [A-Za-z0-9_.] and at most 15 bytes; anything else is refused with EINVAL."""
+    """A name for ``map_name``/``prog_name``. The kernel refuses with EINVAL
+    any name but [A-Za-z0-9_.] of at most 15 bytes, so, as libbpf does, other
+    characters become ``_`` and the name is cut to 15 bytes; callers keep
+    the full name on the Python side (``Map.name``, ``Program.name``)."""
     cleaned = "".join(ch if (ch.isascii() and ch.isalnum()) or ch in "_." else "_"
                       for ch in name)
     return cleaned.encode("ascii", "replace")[:BPF_OBJ_NAME_LEN - 1]

@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 
 import pytest
 from cli_run import REPO, pybpf

@@ -10,10 +10,9 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 
 import pytest
-from cli_run import REPO, pybpf
+from cli_run import pybpf
 
 from pybpf import asm, isa
 from pybpf.kernel import objects

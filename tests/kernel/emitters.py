@@ -263,6 +263,30 @@ def drain(reader) -> list:
         got += batch
 
 
+def check_chunked_reads(emitter: "Emitter", reader, chunk: int, chunks: int) -> None:
+    """Emit and read ``chunks`` batches of ``chunk`` records, so that the
+    records walk around the ring; every one arrives intact, none is lost."""
+    records: list = []
+    for _ in range(chunks):
+        emitter.trigger(chunk)
+        records += collect(reader, chunk)
+    check_records(records, emitter.record_size, chunk * chunks)
+    assert reader.lost() == 0
+
+
+def check_close_wakes_a_blocked_read(reader) -> None:
+    """``reader.close()`` from another thread ends a ``read()`` that waits
+    without a timeout, which returns no records."""
+    result = []
+    thread = threading.Thread(target=lambda: result.append(reader.read()))
+    thread.start()
+    thread.join(0.05)
+    assert thread.is_alive()
+    reader.close()
+    thread.join(2)
+    assert not thread.is_alive() and result == [[]]
+
+
 def check_records(records: list, size: int, count: int) -> None:
     """Exactly sequence numbers 0..count-1, each once, increasing within
     each CPU, with this process's tgid and the expected fill."""

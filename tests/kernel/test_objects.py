@@ -13,7 +13,7 @@ import pytest
 
 from kernel_objects import (assert_no_new_fds, assert_no_new_objects, load_trivial_program,
                             new_objects, open_fds, snapshot, wait_gone)
-from pybpf import asm, isa
+from pybpf import asm_text
 from pybpf.errors import NotFoundError
 from pybpf.kernel import objects, sys
 from pybpf.kernel.btf_load import load_btf
@@ -85,15 +85,8 @@ def test_prog_functions_jited_and_func_info():
     u64 = b.int("u64", 8)
     main = b.func("main", b.func_proto(u64, [("ctx", b.ptr(VOID))]), BTF_FUNC_STATIC)
     twice = b.func("twice", b.func_proto(u64, [("x", u64)]), BTF_FUNC_STATIC)
-    a = asm.Assembler("objects_funcs")
-    a.emit(isa.mov(isa.R1, 3))
-    a.call_function("twice")
-    a.emit(isa.exit_())
-    a.function("twice")
-    a.emit(isa.mov(isa.R0, isa.R1))
-    a.emit(isa.alu(isa.BPF_ADD, isa.R0, isa.R1))
-    a.emit(isa.exit_())
-    code = a.assemble()
+    code = asm_text.parse("r1 = 3\n call twice\n exit\n"
+                          "twice: r0 = r1\n r0 += r1\n exit\n")
     with load_btf(b.encode()) as btf, \
             Program.load(code, prog_type=objects.BPF_PROG_TYPE_SOCKET_FILTER, btf_fd=btf.fileno(),
                          func_info=[(0, main), (code.slot_of(code.labels["twice"]), twice)]) as prog:

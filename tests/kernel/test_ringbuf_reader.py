@@ -1,10 +1,8 @@
 """The BPF ring buffer reader against records a real tracepoint program emits."""
 
-import threading
-
 import pytest
-from emitters import (RINGBUF, Emitter, check_records, collect, drain, pinned, straddles,
-                      trigger_on_cpus)
+from emitters import (RINGBUF, Emitter, check_chunked_reads, check_close_wakes_a_blocked_read,
+                      check_records, collect, drain, pinned, straddles, trigger_on_cpus)
 from kernel_objects import assert_no_new_fds, assert_no_new_objects, open_fds, snapshot
 
 from pybpf.kernel import perf, ringbuf
@@ -35,12 +33,7 @@ def test_records_wrapping_the_ring_end(size):
     chunk, chunks = 20, 30
     assert straddles(ringbuf_record_bytes(size), chunk * chunks, PAGE)
     with Emitter(RINGBUF, size, ring_size=PAGE) as emitter, emitter.reader() as reader:
-        records = []
-        for _ in range(chunks):
-            emitter.trigger(chunk)
-            records += collect(reader, chunk)
-        check_records(records, size, chunk * chunks)
-        assert reader.lost() == 0
+        check_chunked_reads(emitter, reader, chunk, chunks)
 
 
 def test_overflow_received_plus_lost_is_what_was_tried():
@@ -85,15 +78,7 @@ def test_raw_views():
 
 def test_close_wakes_a_blocked_reader():
     with Emitter(RINGBUF, 16) as emitter:
-        reader = emitter.reader()
-        result = []
-        thread = threading.Thread(target=lambda: result.append(reader.read()))
-        thread.start()
-        thread.join(0.05)
-        assert thread.is_alive()
-        reader.close()
-        thread.join(2)
-        assert not thread.is_alive() and result == [[]]
+        check_close_wakes_a_blocked_read(emitter.reader())
 
 
 def test_nothing_is_left_behind():
