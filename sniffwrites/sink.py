@@ -12,7 +12,7 @@ the app turns into a quiet, clean exit rather than a traceback.
 import io
 import os
 import sys
-from typing import Iterable, Optional, TextIO
+from typing import List, Optional, TextIO
 
 OUTPUT_FILE_MODE = 0o600
 
@@ -42,15 +42,19 @@ class Sink:
             os.close(fd)
             raise
 
-    def write_lines(self, lines: Iterable[str]) -> None:
-        text = "\n".join(lines)
-        if not text:
+    def write_lines(self, lines: List[str]) -> None:
+        """Write ``lines`` (a list, borrowed: it is restored before returning)
+        with a newline after each."""
+        if not lines:
             return
+        lines.append("")
         try:
-            self._stream.write(text + "\n")
+            self._stream.write("\n".join(lines))
         except BrokenPipeError:
             raise OutputClosed() from None
-        self.lines_written += text.count("\n") + 1
+        finally:
+            lines.pop()
+        self.lines_written += len(lines)
 
     def flush(self) -> None:
         try:
@@ -77,3 +81,4 @@ class Sink:
                 os.close(devnull)
             return
         self._stream.close()
+

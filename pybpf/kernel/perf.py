@@ -45,9 +45,7 @@ _LOST_RECORD_SIZE = 24
 # bytes of counters come __u64 data_head, data_tail, data_offset, data_size.
 DATA_HEAD_OFFSET = 1024
 DATA_TAIL_OFFSET = 1032
-_HEAD_TAIL = struct.Struct("<QQ")
 _DATA_AREA = struct.Struct("<QQ")                 # data_offset, data_size (Linux 4.1)
-_U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
 
 PAGE_SIZE = mmap.PAGESIZE
@@ -115,8 +113,10 @@ class PerfRing(Ring):
     Ordering (``tools/include/linux/ring_buffer.h``, ``ring_buffer_read_head``
     and ``ring_buffer_write_tail``): data_head must be loaded with acquire
     semantics before any record is read, and data_tail stored with release
-    semantics after the last record is read. Python's loads and stores
-    through ``struct`` are plain moves; on x86-64 (TSO) plain loads are not
+    semantics after the last record is read. We move both as items of
+    ``"Q"`` memoryviews: one 8-byte move each (``struct``'s ``"<Q"`` goes
+    byte by byte, so the kernel could see a torn data_tail and believe the
+    ring full). On x86-64 (TSO) plain loads are not
     reordered with later loads and plain stores are not reordered with
     earlier loads, which is exactly acquire/release, and CPython does not
     reorder our statements. On aarch64 this would need ``dmb ish`` barriers
@@ -136,14 +136,17 @@ class PerfRing(Ring):
                              "as a power of two" % (cpu, offset, size, len(self._mem)))
         self._data = self._mem[offset:offset + size]
         self._size = size
-        self._tail = _HEAD_TAIL.unpack_from(self._mem, DATA_HEAD_OFFSET)[1]
+        self._head_word = self._mem[DATA_HEAD_OFFSET:DATA_HEAD_OFFSET + 8].cast("Q")
+        self._tail_word = self._mem[DATA_TAIL_OFFSET:DATA_TAIL_OFFSET + 8].cast("Q")
+        self._tail = self._tail_word[0]
         self._head = self._tail
 
     def __str__(self) -> str:
         return "perf ring of CPU %d" % self.cpu
 
     def _walk(self, min_size: int) -> Tuple[memoryview, List[int], str]:
-        head, tail = _HEAD_TAIL.unpack_from(self._mem, DATA_HEAD_OFFSET)  # acquire: see class doc
+        head = self._head_word[0]  # acquire: see class doc
+        tail = self._tail
         self._head = head
         available = head - tail
         if available == 0:
@@ -174,11 +177,13 @@ class PerfRing(Ring):
 
     def commit(self) -> None:
         if self._head != self._tail:
-            _U64.pack_into(self._mem, DATA_TAIL_OFFSET, self._head)  # release: see class doc
+            self._tail_word[0] = self._head  # release: see class doc
             self._tail = self._head
 
     def release(self) -> None:
         """Let go of our views of the buffer (before it is unmapped)."""
+        self._head_word.release()
+        self._tail_word.release()
         self._data.release()
         self._mem.release()
 

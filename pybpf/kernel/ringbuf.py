@@ -36,7 +36,7 @@ BPF_RINGBUF_HDR_SZ = 8
 # only len concerns the reader.
 _HEADER_LEN = struct.Struct("<I")
 # consumer_pos and producer_pos: an unsigned long at the start of their pages
-_POSITION = struct.Struct("<Q")
+# (moved as native "Q" memoryview items: see RingBuffer)
 _LENGTH_MASK = ~(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT) & 0xFFFFFFFF
 
 PAGE_SIZE = mmap.PAGESIZE
@@ -89,10 +89,11 @@ class RingBuffer(Ring):
 
     Ordering (kernel/bpf/ringbuf.c and libbpf's ringbuf.c): producer_pos and
     each record's length are loaded with acquire semantics, consumer_pos is
-    stored with release semantics. Python's ``struct`` loads and stores are
-    plain moves; on x86-64 (TSO) loads are not reordered with later loads
-    and stores not with earlier loads, which is acquire/release, and CPython
-    does not reorder our statements. On aarch64 this would need ``ldar`` /
+    stored with release semantics. We move the positions as items of ``"Q"``
+    memoryviews, each one 8-byte move (``struct``'s ``"<Q"`` would go byte
+    by byte, and tear); on x86-64 (TSO) loads are not reordered with later
+    loads and stores not with earlier loads, which is acquire/release, and
+    CPython does not reorder our statements. On aarch64 this would need ``ldar`` /
     ``stlr`` (or ``dmb ish``), which Python cannot emit: a small C helper
     would be needed there.
     """
@@ -107,7 +108,14 @@ class RingBuffer(Ring):
         self._consumer_page = memoryview(consumer)
         self._producer = memoryview(producer)
         self._data = self._producer[PAGE_SIZE:PAGE_SIZE + 2 * size]
-        self._position = _POSITION.unpack_from(self._consumer_page)[0]
+        # The positions as native 8-byte words: loading or storing an item of
+        # a "Q" view is one 8-byte move. struct's "<Q" goes byte by byte, so
+        # the kernel could read a torn consumer position (a store crossing a
+        # 16 MiB boundary looked 16 MiB behind: "ring full", records lost
+        # with the ring nearly empty), and we a torn producer position.
+        self._consumer_word = self._consumer_page[:8].cast("Q")
+        self._producer_word = self._producer[:8].cast("Q")
+        self._position = self._consumer_word[0]
         self._published = self._position
         self._producer_position = self._position
 
@@ -115,7 +123,7 @@ class RingBuffer(Ring):
         return "ring buffer of %d bytes" % self.size
 
     def _walk(self, min_size: int) -> Tuple[memoryview, List[int], str]:
-        producer = _POSITION.unpack_from(self._producer)[0]  # acquire: see class doc
+        producer = self._producer_word[0]  # acquire: see class doc
         self._producer_position = producer
         offsets, self._position, short, problem = walk_ringbuf(
             self._data, self.size, self._position, producer, min_size)
@@ -130,12 +138,13 @@ class RingBuffer(Ring):
 
     def commit(self) -> None:
         if self._position != self._published:
-            _POSITION.pack_into(self._consumer_page, 0, self._position)  # release: see class doc
+            self._consumer_word[0] = self._position  # release: see class doc
             self._published = self._position
 
     def release(self) -> None:
         """Let go of our views of the buffers (before they are unmapped)."""
-        for view in (self._data, self._producer, self._consumer_page):
+        for view in (self._consumer_word, self._producer_word, self._data, self._producer,
+                     self._consumer_page):
             view.release()
 
 

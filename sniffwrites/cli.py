@@ -1,0 +1,214 @@
+"""``sniffwrites``: watch file activity in directories, from the kernel.
+
+    sniffwrites monitor -d /srv/data                 # every open/read/write/close/...
+    sniffwrites monitor -d . -f table -o write
+    sniffwrites monitor -d /srv -f json --output events.jsonl --aggregate
+    sniffwrites top -d /srv                           # live view, sorted by bytes
+
+Errors are one line on stderr and a non-zero exit: 1 for what the system
+refuses (privileges, kernel features), 2 for bad usage (a directory that
+does not exist). ``SNIFFWRITES_TRACEBACK=1`` shows the traceback behind an
+error instead.
+"""
+
+import os
+import sys
+from typing import Any, Optional
+
+import click
+
+from .config import Config, ConfigError
+from .events import OPERATIONS
+
+EXIT_FAILURE, EXIT_USAGE = 1, 2
+PRIVILEGE_MESSAGE = "sniffwrites needs root (or CAP_BPF+CAP_PERFMON)"
+# include/uapi/linux/capability.h
+CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
+
+
+def has_privileges() -> bool:
+    """Root, or the capabilities that load tracing programs."""
+    if os.geteuid() == 0:
+        return True
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    caps = int(line.split()[1], 16)
+                    return bool(caps & (1 << CAP_SYS_ADMIN)) or (
+                        bool(caps & (1 << CAP_BPF)) and bool(caps & (1 << CAP_PERFMON)))
+    except OSError:
+        pass
+    return False
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> None:
+    click.echo("sniffwrites: " + message, err=True)
+    sys.exit(code)
+
+
+def explain(exc: BaseException) -> str:
+    """One line for an error from loading or attaching."""
+    from pybpf.errors import BPFPermissionError, UnsupportedFeature, VerifierError
+    if isinstance(exc, BPFPermissionError):
+        return PRIVILEGE_MESSAGE
+    if isinstance(exc, UnsupportedFeature):
+        return "%s; run on Linux 5.17 or later" % exc.message if hasattr(exc, "message") \
+            else str(exc)
+    if isinstance(exc, VerifierError):
+        return ("the kernel refused the program (%s); run with SNIFFWRITES_TRACEBACK=1 for "
+                "the verifier log" % str(exc).splitlines()[0])
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def missing_feature() -> Optional[str]:
+    """What this kernel lacks that sniffwrites needs (asked only after a
+    failure: probing costs start-up time)."""
+    from pybpf.kernel import features
+    try:
+        found = features.probe()
+    except Exception:    # a failed probe says nothing useful here
+        return None
+    for name, since in (("ringbuf", "5.8"), ("bpf_loop", "5.17"),
+                        ("bpf_probe_read_kernel", "5.5")):
+        if not found.answer(name).available:
+            return "this kernel lacks %s (added in Linux %s); sniffwrites needs it" % (
+                name, since)
+    if not found.btf:
+        return "this kernel has no BTF (/sys/kernel/btf/vmlinux); sniffwrites needs it"
+    return None
+
+
+def make_config(**options: Any) -> Config:
+    try:
+        cfg = Config.make(**options)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    for warning in cfg.warnings:
+        click.echo("sniffwrites: warning: " + warning, err=True)
+    return cfg
+
+
+def run_monitor(cfg: Config, monitor_factory=None) -> int:
+    """Start a monitor, run it until stopped, and exit cleanly."""
+    if not has_privileges():
+        fail(PRIVILEGE_MESSAGE)
+    from .monitor import Monitor
+    from .sink import OutputClosed, Sink
+    try:
+        sink = Sink(cfg.output)
+    except OSError as exc:
+        fail("cannot open %s: %s" % (cfg.output, exc.strerror), EXIT_USAGE)
+    monitor = (monitor_factory or Monitor)(cfg, sink)
+    try:
+        try:
+            monitor.start()
+        except Exception as exc:
+            if os.environ.get("SNIFFWRITES_TRACEBACK"):
+                raise
+            message = missing_feature() or explain(exc)
+            monitor.close()
+            fail(message)
+        monitor.install_signals()
+        monitor.run()
+    except OutputClosed:
+        pass
+    except OSError as exc:        # writing the output (a full disk)
+        if os.environ.get("SNIFFWRITES_TRACEBACK"):
+            raise
+        monitor.close()
+        fail("cannot write the output: %s" % (exc.strerror or exc))
+    finally:
+        monitor.close()
+    return 0
+
+
+def common_options(fn):
+    for decorator in reversed([
+        click.option("-d", "--dir", "dirs", multiple=True, metavar="DIR",
+                     help="Directory to watch (repeatable). Default: every file."),
+        click.option("-p", "--process", "comm", metavar="NAME",
+                     help="Only processes with this name (comm)."),
+        click.option("--pid", type=int, default=0, help="Only this process id."),
+        click.option("--follow", is_flag=True, help="With --pid: its children too."),
+    ]):
+        fn = decorator(fn)
+    return fn
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Watch file activity (open, read, write, close, truncate, rename,
+    unlink) with eBPF, filtered in the kernel."""
+
+
+@main.command()
+@common_options
+@click.option("-o", "--operation", "operations", multiple=True, metavar="OPS",
+              help="Operations to report: %s, all (comma-separated or repeated)."
+              % ", ".join(OPERATIONS))
+@click.option("-f", "--format", "fmt", type=click.Choice(["text", "table", "json"]),
+              default="text", show_default=True)
+@click.option("-v", "--verbose", is_flag=True, help="Open flags, syscall and path as given.")
+@click.option("--debug", is_flag=True,
+              help="Every event regardless of filters, with raw kernel details.")
+@click.option("--failed", is_flag=True, help="Also calls that failed (with their errno).")
+@click.option("--aggregate", is_flag=True,
+              help="Count reads/writes per open file in the kernel; one record per file "
+                   "at close and every interval.")
+@click.option("--interval", type=float, default=1.0, show_default=True,
+              help="Seconds between aggregate snapshots and loss notices.")
+@click.option("--capture", type=int, default=0, metavar="N",
+              help="Capture the first N bytes of each read/write (opt-in).")
+@click.option("--output", metavar="FILE", help="Write to FILE (mode 0600, reopened on SIGHUP).")
+@click.option("--ready-file", metavar="FILE", help="Write our pid to FILE once attached.")
+@click.option("--ring-size", type=int, default=1 << 24, show_default=True,
+              help="Ring buffer bytes (a power of two).")
+@click.option("--fd-cache-size", type=int, default=1 << 18, show_default=True,
+              help="Entries of the kernel's fd cache (one per open fd seen).")
+@click.option("--duration", type=float, default=0.0, help="Stop after this many seconds.")
+@click.option("--dump-bytecode", is_flag=True,
+              help="Print the annotated disassembly of the programs and exit.")
+def monitor(dirs, comm, pid, follow, operations, fmt, verbose, debug, failed, aggregate,
+            interval, capture, output, ready_file, ring_size, fd_cache_size, duration,
+            dump_bytecode):
+    """Report file operations as they happen."""
+    cfg = make_config(dirs=dirs, comm=comm, pid=pid, follow=follow,
+                      operations=",".join(operations) if operations else None, fmt=fmt,
+                      verbose=verbose, debug=debug, failed=failed, aggregate=aggregate,
+                      interval=interval, capture=capture, output=output,
+                      ready_file=ready_file, ring_size=ring_size, fd_cache_size=fd_cache_size,
+                      duration=duration)
+    if dump_bytecode:
+        from .monitor import dump_bytecode as dump
+        try:
+            click.echo(dump(cfg))
+        except BrokenPipeError:
+            pass
+        except Exception as exc:
+            if os.environ.get("SNIFFWRITES_TRACEBACK"):
+                raise
+            fail(explain(exc))
+        return
+    sys.exit(run_monitor(cfg))
+
+
+@main.command()
+@common_options
+@click.option("--interval", type=float, default=1.0, show_default=True,
+              help="Seconds between refreshes.")
+@click.option("-n", "--lines", "limit", type=int, default=20, show_default=True,
+              help="Files shown.")
+@click.option("--duration", type=float, default=0.0, help="Stop after this many seconds.")
+@click.option("--ready-file", metavar="FILE", help="Write our pid to FILE once attached.")
+def top(dirs, comm, pid, follow, interval, limit, duration, ready_file):
+    """A live view of the busiest files, sorted by bytes moved."""
+    from .top import TopMonitor
+    cfg = make_config(dirs=dirs, comm=comm, pid=pid, follow=follow, operations=None,
+                      fmt="text", aggregate=True, interval=interval, duration=duration,
+                      ready_file=ready_file)
+    sys.exit(run_monitor(cfg, lambda cfg, sink: TopMonitor(cfg, sink, limit=limit)))
+
+
+if __name__ == "__main__":
+    main()
