@@ -9,6 +9,7 @@ Nothing here asserts a timing; the test suite only checks that it runs.
     python3 tools/bench.py isa            # encode/decode/assemble/disassemble
     python3 tools/bench.py reader         # perf and ring buffer readers (root)
     python3 tools/bench.py btf            # vmlinux BTF load + member paths
+    python3 tools/bench.py monitor        # sniffwrites vs untraced vs bpftrace (root)
     python3 tools/bench.py paths          # descriptor -> path walk in the kernel (root)
     python3 tools/bench.py isa --quick    # tiny run, for CI
 """
@@ -115,8 +116,15 @@ def bench_paths(quick: bool) -> Dict[str, Dict[str, float]]:
     return bench_paths.run()
 
 
+def bench_monitor(quick: bool) -> Dict[str, Dict[str, float]]:
+    """sniffwrites against an untraced run and bpftrace on tools/workload.py:
+    start-up, extra ns per operation, events and losses, zero-loss rate, RSS."""
+    import bench_monitor
+    return bench_monitor.run(quick)
+
+
 BENCHMARKS = {"isa": bench_isa, "reader": bench_reader, "btf": bench_btf,
-              "paths": bench_paths}
+              "paths": bench_paths, "monitor": bench_monitor}
 
 
 def markdown(name: str, results: Dict[str, Dict[str, float]]) -> str:
