@@ -17,6 +17,8 @@ from typing import Any, Optional
 
 import click
 
+from pybpf import __version__
+
 from .config import Config, ConfigError
 from .events import OPERATIONS
 
@@ -137,6 +139,7 @@ def common_options(fn):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sniffwrites")
 def main() -> None:
     """Watch file activity (open, read, write, close, truncate, rename,
     unlink) with eBPF, filtered in the kernel."""

@@ -4,13 +4,15 @@ user site, no PYTHONPATH), from a directory outside the repository, with an
 empty environment. That python has neither construct nor click, so
 everything the command imports must come from the archive.
 
-The archive is built with the ``pybpf`` entry point; the sniffwrites
-monitor session joins these tests once ``sniffwrites.cli`` exists.
+Two archives are built: the default one (``dist/sniffwrites.pyz``, the
+monitor) and one with the ``pybpf`` entry point.
 """
 
+import json
 import os
 import subprocess
 import sys
+import time
 import zipfile
 
 import pytest
@@ -95,3 +97,44 @@ def test_builder_names_a_missing_entry_module(tmp_path):
     assert result.stderr == ("build_zipapp: error: the entry module no_such.cli is not in the "
                              "archive (is it listed in pyproject.toml's packages?)\n")
     assert not (tmp_path / "x.pyz").exists()
+
+
+@pytest.fixture(scope="module")
+def monitor_archive(tmp_path_factory):
+    """The default archive: the sniffwrites monitor."""
+    path = str(tmp_path_factory.mktemp("zipapp") / "sniffwrites.pyz")
+    result = subprocess.run([sys.executable, BUILDER, "--output", path], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+def test_monitor_archive_runs_a_monitor_session(system_python, monitor_archive, tmp_path):
+    version = run_archive(system_python, monitor_archive, "--version")
+    assert version.returncode == 0 and "0.1.0" in version.stdout, version.stderr
+    helped = run_archive(system_python, monitor_archive, "monitor", "--help")
+    assert helped.returncode == 0 and "--dir" in helped.stdout
+
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    ready, output = tmp_path / "ready", tmp_path / "events.jsonl"
+    monitor = subprocess.Popen(
+        [system_python, "-I", monitor_archive, "monitor", "-d", str(watched), "-f", "json",
+         "--output", str(output), "--ready-file", str(ready), "--duration", "20"],
+        env=BARE_ENV, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists() and monitor.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), monitor.communicate(timeout=30)
+        target = watched / "from-the-archive.txt"
+        target.write_bytes(b"twelve bytes")
+        time.sleep(0.5)
+    finally:
+        monitor.send_signal(2)
+        _, stderr = monitor.communicate(timeout=30)
+    assert monitor.returncode == 0, stderr
+    events = [json.loads(line) for line in output.read_text().splitlines()]
+    writes = [e for e in events if e.get("op") == "write" and e.get("path") == str(target)]
+    assert [(w["pid"], w["bytes"]) for w in writes] == [(os.getpid(), 12)]
