@@ -22,7 +22,7 @@ Hooks (see the README's "sniffwrites design" for the measurements behind them):
 * ``sniff_fork`` (``sched_process_fork``, only with ``--pid --follow``):
   children of a followed process are followed.
 
-A cache miss walks the fd (:mod:`.lib_sniffwrites_walk`): once per open, or
+A cache miss walks the fd (:mod:`.lib_paths`): once per open, or
 once per fd first seen, never per read. Every way an fd is closed deletes
 its entry (close, close_range, dup2/dup3 over it, exec, exit), so an fd
 number reused by any later syscall (socket, pipe, accept, ...) is a miss,

@@ -41,14 +41,16 @@ def cache_dir() -> str:
 
 def _sources(modules: Iterable[Any]) -> List[str]:
     """Every file whose change could change the code: the DSL, assembler
-    and ISA, and the program modules."""
+    and ISA, and every module beside the program modules (the libraries
+    they import, such as ``lib_paths``, live there too)."""
     import pybpf
     root = os.path.dirname(os.path.abspath(pybpf.__file__))
     files = [os.path.join(root, name) for name in ("asm.py", "isa.py", "helper_defs.py",
                                                    "helper_proto.py")]
     dsl = os.path.join(root, "dsl")
     files += sorted(os.path.join(dsl, n) for n in os.listdir(dsl) if n.endswith(".py"))
-    files += sorted({os.path.abspath(m.__file__) for m in modules})
+    for folder in sorted({os.path.dirname(os.path.abspath(m.__file__)) for m in modules}):
+        files += sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".py"))
     return files
 
 

@@ -36,6 +36,24 @@ small = ArrayMap(value=WalkedSmall, max_entries=1)
 watched = HashMap(key=DevIno, value=u64, max_entries=64)
 
 
+def _or_matched(results):
+    """The hook: OR the value of a watched directory into ``results[0].matched``
+    (it runs in the walk's bpf_loop callback: program state is in maps)."""
+    def watched_dir(p, s, dev, ino):
+        key = p.stack(DevIno)
+        key.dev = dev
+        key.ino = ino
+        found = watched.lookup(key)
+        with p.if_(found):
+            out = results.lookup(u32(0))
+            with p.if_(out):
+                out.matched = out.matched | found[0]
+    return watched_dir
+
+
+_hooks = {walked: _or_matched(walked), small: _or_matched(small)}
+
+
 def _walk(p, ctx, results, **options):
     out = results.lookup(u32(0))
     with p.if_(out.is_null):
@@ -45,15 +63,7 @@ def _walk(p, ctx, results, **options):
     with p.if_(file.is_null):
         p.return_(NO_FILE)
     out.matched = 0
-
-    def watched_dir(p, dev, ino):
-        key = p.stack(DevIno)
-        key.dev = dev
-        key.ino = ino
-        found = watched.lookup(key)
-        with p.if_(found):
-            out.matched = out.matched | found[0]
-    emit_path(p, file, out.path, out.info, task=task, on_ancestor=watched_dir, **options)
+    emit_path(p, file, out.path, out.info, task=task, on_ancestor=_hooks[results], **options)
 
 
 @raw_tracepoint("sys_enter")
