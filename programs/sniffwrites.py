@@ -294,10 +294,10 @@ def op_wanted(op):
     return (settings.ops & (1 << op)) != 0
 
 
-def fill_io(p, ev, op, fd, ret, file_id, aux, nr, flags):
-    """The common part of an Io record (and of an Agg's header)."""
+def fill_header(p, ev, kind, op, fd, flags):
+    """What every record carries: who did what to which fd, and when."""
     pid_tgid = p.helpers.get_current_pid_tgid()
-    ev.kind = REC_IO
+    ev.kind = kind
     ev.op = op
     ev.flags = flags
     ev.pid = u32(pid_tgid >> 32)
@@ -306,12 +306,17 @@ def fill_io(p, ev, op, fd, ret, file_id, aux, nr, flags):
     ev.uid = u32(p.helpers.get_current_uid_gid())
     ev.fd = s32(fd)
     ev.ts = p.helpers.ktime_get_ns()
+    p.helpers.get_current_comm(ev.comm)
+
+
+def fill_io(p, ev, op, fd, ret, file_id, aux, nr, flags):
+    """The common part of an Io record."""
+    fill_header(p, ev, REC_IO, op, fd, flags)
     ev.ret = ret
     ev.file_id = file_id
     ev.aux = aux
     ev.syscall = u32(nr)
     ev.cap_len = 0
-    p.helpers.get_current_comm(ev.comm)
 
 
 def emit_io(p, op, fd, ret, file_id, aux, nr, flags):
@@ -322,22 +327,12 @@ def emit_io(p, op, fd, ret, file_id, aux, nr, flags):
 def emit_agg(p, info, fd, flags):
     """The counts of one closing file (--aggregate)."""
     with events.reserve(Agg) as ev:
-        pid_tgid = p.helpers.get_current_pid_tgid()
-        ev.kind = REC_AGG
-        ev.op = OP_CLOSE
-        ev.flags = flags
-        ev.pid = u32(pid_tgid >> 32)
-        ev.tid = u32(pid_tgid)
-        ev.ppid = parent_tgid(p)
-        ev.uid = u32(p.helpers.get_current_uid_gid())
-        ev.fd = s32(fd)
-        ev.ts = p.helpers.ktime_get_ns()
+        fill_header(p, ev, REC_AGG, OP_CLOSE, fd, flags)
         ev.file_id = info.file_id
         ev.reads = info.reads
         ev.read_bytes = info.read_bytes
         ev.writes = info.writes
         ev.write_bytes = info.write_bytes
-        p.helpers.get_current_comm(ev.comm)
 
 
 def reportable(info):
