@@ -103,6 +103,10 @@ def run_monitor(cfg: Config, monitor_factory=None) -> int:
         fail("cannot open %s: %s" % (cfg.output, exc.strerror), EXIT_USAGE)
     monitor = (monitor_factory or Monitor)(cfg, sink)
     try:
+        # Signals first: the ready file is written as soon as the programs
+        # are attached, and a Ctrl-C right then must still end in a drain
+        # and a summary, not in click's "Aborted!".
+        monitor.install_signals()
         try:
             monitor.start()
         except Exception as exc:
@@ -111,7 +115,6 @@ def run_monitor(cfg: Config, monitor_factory=None) -> int:
             message = missing_feature() or explain(exc)
             monitor.close()
             fail(message)
-        monitor.install_signals()
         monitor.run()
     except OutputClosed:
         pass

@@ -486,6 +486,9 @@ def test_a_kernel_refusal_is_one_line(tmp_path, watched, monkeypatch, capsys):
         def __init__(self, cfg, sink):
             self.sink = sink
 
+        def install_signals(self):
+            pass
+
         def start(self):
             raise UnsupportedFeature("bpf_loop", "5.17")
 
