@@ -1,0 +1,105 @@
+"""A per-test time limit and a progress log for the kernel matrix
+(pytest-timeout is not a dependency of the project, and the guest only sees
+the host's packages).
+
+``MATRIX_PROGRESS`` (a file name): one JSON line per test started and per
+phase reported, written as the run goes, so that a run killed by the
+whole-VM timeout still says what passed and which test was running (pytest
+writes its JUnit report only at the end).
+
+Loaded with ``-p matrix_timeout``; ``MATRIX_TEST_TIMEOUT`` (seconds, 0 or
+unset: no limit) bounds each phase (setup, call, teardown) of each test. When
+the limit passes, SIGALRM raises :class:`MatrixTestTimeout` in the main thread
+with the test's stack, so the test fails and the run goes on. A test stuck
+where a signal cannot interrupt it is left to the whole-VM timeout of
+``tools/kernel_matrix.py``; ``faulthandler`` then prints every thread's stack
+to the console a little before, so the log says where it hung.
+"""
+
+import faulthandler
+import json
+import os
+import signal
+import sys
+
+import pytest
+
+
+class MatrixTestTimeout(Exception):
+    pass
+
+
+def _limit() -> float:
+    try:
+        return float(os.environ.get("MATRIX_TEST_TIMEOUT", "0") or 0)
+    except ValueError:
+        return 0.0
+
+
+def _arm(what: str) -> float:
+    seconds = _limit()
+    if seconds > 0:
+        def expire(signum, frame):
+            raise MatrixTestTimeout("%s took longer than %.0f s (the kernel matrix's per-test "
+                                    "limit, MATRIX_TEST_TIMEOUT)" % (what, seconds))
+        signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        faulthandler.dump_traceback_later(seconds * 2 + 30, exit=False, file=sys.stderr)
+    return seconds
+
+
+def _disarm(seconds: float) -> None:
+    if seconds > 0:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        faulthandler.cancel_dump_traceback_later()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    armed = _arm("setup of %s" % item.nodeid)
+    try:
+        yield
+    finally:
+        _disarm(armed)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    armed = _arm(item.nodeid)
+    try:
+        yield
+    finally:
+        _disarm(armed)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item):
+    armed = _arm("teardown of %s" % item.nodeid)
+    try:
+        yield
+    finally:
+        _disarm(armed)
+
+
+def _progress(record) -> None:
+    path = os.environ.get("MATRIX_PROGRESS")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def pytest_runtest_logstart(nodeid, location):
+    _progress({"start": nodeid})
+
+
+def pytest_runtest_logreport(report):
+    message = ""
+    if report.outcome != "passed":
+        message = getattr(report, "longreprtext", "") or str(report.longrepr or "")
+        if report.outcome == "skipped" and isinstance(report.longrepr, tuple):
+            message = str(report.longrepr[-1])
+        lines = [line for line in message.splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith("E ")]
+        message = (errors[0][1:].strip() if errors else lines[-1] if lines else "")[:500]
+    _progress({"nodeid": report.nodeid, "when": report.when, "outcome": report.outcome,
+               "duration": round(report.duration, 3), "message": message})
