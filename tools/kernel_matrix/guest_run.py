@@ -141,6 +141,7 @@ def main(argv=None) -> int:
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
+            log.flush()          # the host may kill the VM at any moment
             sys.stdout.write(line)
         rc = proc.wait()
     meta.update({"pytest_rc": rc, "pytest_seconds": round(time.time() - t0, 2),

@@ -21,6 +21,7 @@ import json
 import os
 import signal
 import sys
+import time
 
 import pytest
 
@@ -84,6 +85,7 @@ def pytest_runtest_teardown(item):
 def _progress(record) -> None:
     path = os.environ.get("MATRIX_PROGRESS")
     if path:
+        record["t"] = round(time.time(), 3)
         with open(path, "a") as f:
             f.write(json.dumps(record) + "\n")
 
