@@ -985,12 +985,30 @@ def sniff_exec(p, ctx):
     sweep(p, tgid, 0, 0xFFFFFFFF, SWEEP_EXEC)
 
 
+def _exit_passes_group_dead() -> bool:
+    """Whether sched_process_exit has its group_dead argument (Linux 6.16):
+    this kernel's BTF has the prototype, btf_trace_sched_process_exit =
+    void (*)(void *, struct task_struct *[, bool group_dead])."""
+    from pybpf.dsl.kernel_types import current_btf
+    btf = current_btf()
+    typedef = btf.find("btf_trace_sched_process_exit")
+    return btf.type(btf.type(typedef.type).type).vlen >= 3
+
+
 @raw_tracepoint("sched_process_exit")
 def sniff_exit_group(p, ctx):
-    """The last thread of a process exits (args: task, group_dead): every
+    """The last thread of a process exits (args: task[, group_dead]): every
     fd it had goes."""
-    with p.if_(ctx.args[1] & 0xFF == 0):
-        p.return_(0)
+    if _exit_passes_group_dead():
+        with p.if_(ctx.args[1] & 0xFF == 0):
+            p.return_(0)
+    else:
+        # Older kernels: do_exit() has counted this thread out of signal->live
+        # before the tracepoint, so the last one sees 0 (a thread exiting at the
+        # same time may see 0 too: the sweep is idempotent).
+        task = KernelPtr("task_struct")(ctx.args[0])
+        with p.if_(task.signal.live.counter != 0):
+            p.return_(0)
     tgid = u32(p.helpers.get_current_pid_tgid() >> 32)
     with p.if_(settings.follow != 0):
         followed.delete(tgid)

@@ -348,7 +348,10 @@ class Collection:
     def load(self, config: Optional[Mapping[str, Any]] = None) -> "Collection":
         """Create the maps, fill and freeze configs, load the programs.
         Everything made so far is closed again if a step fails."""
+        from ..kernel import features
         from ..kernel.maps import Map
+        if any(program.cpu >= 4 for program in self.specs):
+            features.probe().require("cpu_v4")   # else: "BPF_ALU uses reserved fields"
         built = [(program, program.build()) for program in self.specs]
         try:
             self._decls = self.map_decls()

@@ -31,8 +31,7 @@ import functools
 import hashlib
 import os
 import struct
-import time
-from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import construct
 
@@ -53,7 +52,7 @@ from .btf_types import (ArrayInfo, BTFMember, BTFType, Field, FieldNotFound, Int
 
 __all__ = ["BTF", "BTFError", "BTFParseError", "TypeNotFound", "FieldNotFound", "BTFType",
            "BTFMember", "IntInfo", "ArrayInfo", "Field", "vmlinux", "load_module",
-           "bench_resolve", "BenchResult", "VMLINUX_PATH"]
+           "VMLINUX_PATH"]
 
 SYSFS_BTF_DIR = "/sys/kernel/btf"
 VMLINUX_PATH = SYSFS_BTF_DIR + "/vmlinux"
@@ -548,35 +547,3 @@ def load_module(name: str) -> BTF:
     if not name or "/" in name or name.startswith("."):
         raise ValueError("bad module name %r" % name)
     return BTF.load(os.path.join(SYSFS_BTF_DIR, name), base=vmlinux())
-
-
-# The members the path walk of sniffwrites reads: the default benchmark.
-BENCH_PATHS = (
-    "task_struct.files", "task_struct.pid", "task_struct.tgid", "task_struct.real_parent",
-    "task_struct.comm", "files_struct.fdt", "fdtable.fd", "fdtable.max_fds", "file.f_path",
-    "file.f_path.dentry", "file.f_path.mnt", "file.f_inode", "dentry.d_name.name", "qstr.len",
-    "dentry.d_parent", "mount.mnt", "mount.mnt.mnt_root", "mount.mnt_mountpoint",
-    "mount.mnt_parent", "super_block.s_dev",
-)
-
-
-class BenchResult(NamedTuple):
-    load_s: float       # BTF.load: read, hash, index (from the cache when warm)
-    resolve_s: float    # resolving every path once
-    paths: int
-
-    @property
-    def total_s(self) -> float:
-        return self.load_s + self.resolve_s
-
-
-def bench_resolve(paths: Sequence[str] = BENCH_PATHS, path: str = VMLINUX_PATH,
-                  cache: Union[bool, str] = True) -> BenchResult:
-    """Time loading ``path`` afresh (not :func:`vmlinux`'s copy) and
-    resolving ``paths``: what a program's start-up pays (for tools/bench.py)."""
-    start = time.perf_counter()
-    btf = BTF.load(path, cache=cache)
-    loaded = time.perf_counter()
-    for member_path in paths:
-        btf.resolve(member_path)
-    return BenchResult(loaded - start, time.perf_counter() - loaded, len(paths))

@@ -49,7 +49,7 @@ from .sys import FD
 # First mainline release with each feature, for UnsupportedFeature messages.
 SINCE: Dict[str, str] = {
     "btf": "4.18", "enable_stats": "5.8", "bounded_loops": "5.3", "ringbuf": "5.8",
-    "bpf_loop": "5.17", "bpf_probe_read_kernel": "5.5",
+    "bpf_loop": "5.17", "bpf_probe_read_kernel": "5.5", "atomic_fetch": "5.12", "cpu_v4": "6.6",
     "BPF_LINK_TYPE_CGROUP": "5.7", "BPF_LINK_TYPE_RAW_TRACEPOINT": "5.8",
     "BPF_LINK_TYPE_NETNS": "5.8", "BPF_LINK_TYPE_XDP": "5.9", "BPF_LINK_TYPE_PERF_EVENT": "5.15",
     "BPF_LINK_TYPE_TCX": "6.6", "BPF_LINK_TYPE_NETKIT": "6.7",
@@ -324,6 +324,32 @@ def _probe_enable_stats() -> Answer:
     return Answer(True)
 
 
+def _probe_atomic_fetch() -> Answer:
+    """``BPF_ATOMIC | BPF_FETCH`` (atomic_fetch_add and friends, xchg, cmpxchg):
+    older verifiers refuse it with "BPF_STX uses reserved fields"."""
+    code = isa.encode([isa.mov(isa.R1, 0), isa.stx(8, isa.R10, -8, isa.R1),
+                       isa.mov(isa.R1, 1),
+                       isa.atomic(8, isa.BPF_ADD | isa.BPF_FETCH, isa.R10, -8, isa.R1),
+                       isa.mov(isa.R0, 0), isa.exit_()])
+    ret, log = _load(objects.BPF_PROG_TYPE_SOCKET_FILTER, code)
+    if ret < 0:
+        return Answer(False, _refusal(-ret, log))
+    FD(ret).close()
+    return Answer(True)
+
+
+def _probe_cpu_v4() -> Answer:
+    """The instructions of cpu v4 (sdiv/smod, movsx, ldsx, bswap, gotol);
+    older verifiers refuse ``r0 s/= 2`` with "BPF_ALU uses reserved fields"."""
+    code = isa.encode([isa.mov(isa.R0, 7), isa.alu(isa.BPF_DIV, isa.R0, 2, off=1),
+                       isa.exit_()])
+    ret, log = _load(objects.BPF_PROG_TYPE_SOCKET_FILTER, code)
+    if ret < 0:
+        return Answer(False, _refusal(-ret, log))
+    FD(ret).close()
+    return Answer(True)
+
+
 def _probe_bounded_loops() -> Answer:
     """A loop the verifier can prove ends (kernels before 5.3 refuse any
     back-edge: "back-edge from insn 2 to 1")."""
@@ -375,6 +401,8 @@ class Features:
     btf = property(lambda self: self._answers["btf"].available)
     enable_stats = property(lambda self: self._answers["enable_stats"].available)
     bounded_loops = property(lambda self: self._answers["bounded_loops"].available)
+    atomic_fetch = property(lambda self: self._answers["atomic_fetch"].available)
+    cpu_v4 = property(lambda self: self._answers["cpu_v4"].available)
     ringbuf = property(lambda self: self._answers["ringbuf"].available)
     bpf_loop = property(lambda self: self._answers["bpf_loop"].available)
     bpf_probe_read_kernel = property(lambda self: self._answers["bpf_probe_read_kernel"].available)
@@ -489,6 +517,8 @@ def probe(*, refresh: bool = False) -> Features:
     other = groups["other"]
     other["enable_stats"] = _probe_enable_stats()
     other["bounded_loops"] = _probe_bounded_loops()
+    other["atomic_fetch"] = _probe_atomic_fetch()
+    other["cpu_v4"] = _probe_cpu_v4()
     ringbuf_map = groups["map_types"]["BPF_MAP_TYPE_RINGBUF"]
     ringbuf_call = _helper_answer(tracepoint, helper_id("bpf_ringbuf_output"))
     other["ringbuf"] = ringbuf_map if not ringbuf_map.available else ringbuf_call

@@ -292,6 +292,18 @@ class Map(sys.FDOwner):
         if raw_key is None and not self._kind.keyless:
             raise TypeError("map %r (%s) needs a key" % (self.name, self._kernel_name))
         ret = self._call(sys.BPF_MAP_LOOKUP_AND_DELETE_ELEM, raw_key)
+        if ret == -sys.ENOTSUPP and raw_key is not None:
+            # Keyed maps take LOOKUP_AND_DELETE since Linux 5.14 (hash types);
+            # before, look up, then delete. Not atomic: an update made between
+            # the two calls is deleted with the entry.
+            raw = self._lookup_raw(raw_key)
+            if raw is None:
+                raise KeyError(key)
+            value = self._value.decode(raw)
+            ret = self._call(sys.BPF_MAP_DELETE_ELEM, raw_key)
+            if ret < 0 and ret != -_errno.ENOENT:
+                raise self._error(-ret, sys.BPF_MAP_DELETE_ELEM, key)
+            return value
         if ret < 0:
             raise self._error(-ret, sys.BPF_MAP_LOOKUP_AND_DELETE_ELEM, key)
         return self._value.decode(self._value_buf.raw)

@@ -312,7 +312,7 @@ class BTFInfo:
     id: int
     name: str
     size: int
-    kernel_btf: bool
+    kernel_btf: Optional[bool]    # None: the kernel does not say (before Linux 5.11)
 
 
 # --- the type-specific part of bpf_link_info ---------------------------------------------
@@ -587,7 +587,15 @@ def _decode_link(fd: Fileno, info: sys.BPFLinkInfo) -> LinkInfo:
 def _decode_btf(fd: Fileno, info: sys.BPFBTFInfo) -> BTFInfo:
     # Names are short (a module's, "vmlinux", or none): one call with room to spare.
     buffer = ctypes.create_string_buffer(256)
-    named = get_info(fd, sys.BPFBTFInfo(name=sys.address(buffer), name_len=len(buffer)))
+    try:
+        named = get_info(fd, sys.BPFBTFInfo(name=sys.address(buffer), name_len=len(buffer)))
+    except OSError as exc:
+        # E2BIG: this kernel's bpf_btf_info ends before name (Linux < 5.11),
+        # and it refuses the non-zero fields it does not know. Its BTF objects
+        # are all loaded ones then: vmlinux and modules got ids in 5.11.
+        if exc.errno != _errno.E2BIG:
+            raise
+        return BTFInfo(id=info.id, name="", size=info.btf_size, kernel_btf=None)
     return BTFInfo(id=info.id, name=_text(buffer.raw), size=named.btf_size,
                    kernel_btf=bool(named.kernel_btf))
 

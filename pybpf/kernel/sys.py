@@ -19,6 +19,8 @@ import ctypes
 import errno as _errno
 import os
 import platform
+import resource
+import threading
 from typing import Iterator, Optional
 
 from .. import errors as _errors
@@ -425,6 +427,35 @@ def bpf(cmd: int, attr: ctypes.Structure, op: Optional[str] = None) -> int:
     return ret
 
 
+# Commands that charge kernel memory. Before Linux 5.11 the charge goes to
+# RLIMIT_MEMLOCK (64 KiB by default before 5.16), so even root fails with EPERM
+# after a few maps. Like libbpf, lift the limit on the first such EPERM (the
+# kernel's answer decides, not its version) and retry once.
+_CHARGED = frozenset((BPF_MAP_CREATE, BPF_PROG_LOAD, BPF_BTF_LOAD))
+_memlock_lock = threading.Lock()
+_memlock_tried = False
+
+
+def raise_memlock_limit() -> bool:
+    """Lift RLIMIT_MEMLOCK to unlimited (else to the hard limit), once per
+    process; True when it was raised now, so that a retry may succeed."""
+    global _memlock_tried
+    with _memlock_lock:
+        if _memlock_tried:
+            return False
+        _memlock_tried = True
+        soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+        if soft == resource.RLIM_INFINITY:
+            return False
+        for wanted in ((resource.RLIM_INFINITY, resource.RLIM_INFINITY), (hard, hard)):
+            try:
+                resource.setrlimit(resource.RLIMIT_MEMLOCK, wanted)
+                return wanted[0] != soft
+            except (ValueError, OSError):
+                continue
+        return False
+
+
 def bpf_errno(cmd: int, attr: ctypes.Structure) -> int:
     """Call bpf(2) and return ``-errno`` instead of raising (for hot paths and
     for callers that treat ENOENT as an answer, like map lookups).
@@ -435,7 +466,10 @@ def bpf_errno(cmd: int, attr: ctypes.Structure) -> int:
     about 0.2 us of a 1.4 us map lookup."""
     ret = _syscall(NR_bpf, cmd, _byref(attr), _sizeof(attr))
     if ret < 0:
-        return -_get_errno()
+        err = _get_errno()
+        if err == _errno.EPERM and cmd in _CHARGED and raise_memlock_limit():
+            return bpf_errno(cmd, attr)
+        return -err
     return ret
 
 

@@ -27,7 +27,7 @@ import construct
 
 from pybpf import asm, isa
 from pybpf.isa import R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10
-from pybpf.kernel import objects
+from pybpf.kernel import features, objects
 from pybpf.kernel.link import attach_tracepoint
 from pybpf.kernel.maps import Map, MapSpec
 from pybpf.kernel.perf import PerfReader
@@ -101,8 +101,16 @@ def emitter_program(transport: str, size: int) -> asm.AssembledProgram:
     a = asm.Assembler("emit_%s" % transport)
     _filter_to_config_tgid(a)
     _lookup(a, "counter")
-    a.emit(isa.mov(R8, 1))
-    a.emit(isa.atomic(8, isa.BPF_ADD | isa.BPF_FETCH, R0, 0, R8))  # seq = counter++
+    if features.probe().atomic_fetch:
+        a.emit(isa.mov(R8, 1))
+        a.emit(isa.atomic(8, isa.BPF_ADD | isa.BPF_FETCH, R0, 0, R8))  # seq = counter++
+    else:
+        # No fetching atomics before Linux 5.12: seq = *counter; *counter = seq + 1.
+        # Not atomic, so trigger_on_cpus() lets the CPUs take turns there.
+        a.emit(isa.ldx(8, R8, R0, 0))
+        a.emit(isa.mov(R1, R8))
+        a.emit(isa.alu(isa.BPF_ADD, R1, 1))
+        a.emit(isa.stx(8, R0, 0, R1))
     a.call("get_smp_processor_id")
     a.emit(isa.mov(R9, R0))                                       # r9 = cpu
     if transport == PERF:
@@ -307,6 +315,11 @@ def trigger_on_cpus(count: int, cpus) -> None:
     share, extra = divmod(count, len(cpus))
     threads = [threading.Thread(target=run, args=(cpu, share + (i < extra)))
                for i, cpu in enumerate(cpus)]
+    if not features.probe().atomic_fetch:   # the emitter's counter is not atomic
+        for thread in threads:
+            thread.start()
+            thread.join()
+        return
     for thread in threads:
         thread.start()
     for thread in threads:

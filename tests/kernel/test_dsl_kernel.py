@@ -65,6 +65,12 @@ def test_signed_arithmetic_with_cpu_v4(a, b):
                 out[6] = 1
             with p.else_():
                 out[6] = 0
+    from pybpf.errors import UnsupportedFeature
+    from pybpf.kernel import features
+    if not features.probe().cpu_v4:    # Linux < 6.6: refused, naming the feature
+        with pytest.raises(UnsupportedFeature, match="cpu_v4.*6.6"):
+            arithmetic.load()
+        return
     got = run(arithmetic, as_u64(a), as_u64(b))
     a32, b32 = (a + (1 << 31)) % (1 << 32) - (1 << 31), b
     assert got == [c_div(a, b), a - c_div(a, b) * b, a >> 3, c_div(a32, b32), a32,

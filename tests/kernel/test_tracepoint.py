@@ -6,7 +6,7 @@ import pytest
 from emitters import TRACEPOINT, config_maps, counter_program
 from kernel_objects import assert_no_new_fds, assert_no_new_objects, open_fds, snapshot
 
-from pybpf.errors import NotFoundError
+from pybpf.errors import NotFoundError, UnsupportedFeature
 from pybpf.kernel import link, mounts, tracefs
 from pybpf.kernel.prog import (BPF_PROG_TYPE_RAW_TRACEPOINT, BPF_PROG_TYPE_TRACEPOINT,
                                Program)
@@ -48,6 +48,11 @@ def test_tracepoint_attach_runs_until_closed(use_link, method, no_leaks):
         prog = Program.load(counter_program(), prog_type=BPF_PROG_TYPE_TRACEPOINT,
                             name="count_tp", maps=maps)
         with prog:
+            if use_link and not link.perf_links_supported():
+                # Linux < 5.15: forcing a BPF link names the missing feature
+                with pytest.raises(UnsupportedFeature, match="BPF_LINK_TYPE_PERF_EVENT"):
+                    link.attach_tracepoint(prog, TRACEPOINT, use_link=True)
+                return
             attached = link.attach_tracepoint(prog, TRACEPOINT, use_link=use_link)
         # the program stays attached after its own fd is closed
         with attached:
@@ -70,9 +75,10 @@ def test_default_follows_the_features_probe(monkeypatch, no_leaks):
     try:
         with Program.load(counter_program(), prog_type=BPF_PROG_TYPE_TRACEPOINT,
                           name="count_tp", maps=maps) as prog:
-            assert link.perf_links_supported()      # Linux >= 5.15
+            # a BPF link where the kernel has perf links (Linux >= 5.15), else the ioctl
+            expected = link.VIA_BPF_LINK if link.perf_links_supported() else link.VIA_IOCTL
             with link.attach_tracepoint(prog, TRACEPOINT) as attached:
-                assert attached.method == link.VIA_BPF_LINK
+                assert attached.method == expected
             monkeypatch.setattr(link, "perf_links_supported", lambda: False)
             with link.attach_tracepoint(prog, TRACEPOINT) as attached:
                 assert attached.method == link.VIA_IOCTL

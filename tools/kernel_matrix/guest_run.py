@@ -81,10 +81,6 @@ def main(argv=None) -> int:
                         "so st_dev of a file is not its superblock's s_dev)")
     parser.add_argument("--mount-tmpfs", action="store_true",
                         help="mount a tmpfs on --tmp first (in a guest, as root)")
-    parser.add_argument("--time-scale", type=float, default=1.0,
-                        help="exported as PYBPF_TEST_TIME_SCALE: how much slower than the host "
-                             "code runs here (an emulated guest: ~14x), for tests that bound "
-                             "their own run time")
     parser.add_argument("--features", action="store_true",
                         help="also write features.json from pybpf's feature probe")
     parser.add_argument("tests", nargs="+", help="test files or node ids, relative to the cwd")
@@ -101,7 +97,7 @@ def main(argv=None) -> int:
     repo = os.getcwd()
     meta = {"release": platform.release(), "python": sys.executable,
             "python_version": platform.python_version(), "uptime_at_start": started_up,
-            "cpus": os.cpu_count(), "tests": args.tests, "time_scale": args.time_scale}
+            "cpus": os.cpu_count(), "tests": args.tests}
     meta_path = os.path.join(out, "meta.json")
 
     def save() -> None:
@@ -118,7 +114,6 @@ def main(argv=None) -> int:
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONUNBUFFERED": "1",
         "MATRIX_TEST_TIMEOUT": str(args.test_timeout),
-        "PYBPF_TEST_TIME_SCALE": "%g" % args.time_scale,
         "MATRIX_PROGRESS": os.path.join(out, "progress.jsonl"),
     })
     os.environ.update({k: env[k] for k in ("CI", "TMPDIR", "HOME", "PYTHONPATH")})
