@@ -410,17 +410,47 @@ class Builder(PacketStatements):
     def loop(self, count: Any, callback: Any, ctx: Optional[Ref] = None) -> Local:
         """``bpf_loop(count, callback, ctx, 0)`` (Linux 5.17): call the
         subprogram ``callback(p, i, ctx)`` up to ``count`` times (it returns
-        1 to stop); returns the number of calls made."""
+        1 to stop); returns the number of calls made.
+
+        The verifier checks ``callback`` once, however large ``count`` is.
+        On a kernel without ``bpf_loop`` (its BTF says so) the same contract
+        is kept by a bounded loop of bpf-to-bpf calls (Linux 5.3), which the
+        verifier walks once per iteration: ``count`` must then be a constant.
+        """
+        from .kernel_types import kernel_has_helper
         from .program import Subprogram
         if not isinstance(callback, Subprogram):
             raise build_error("p.loop() calls a @subprogram, not %r" % (callback,))
         self._chain = None
         self.code.use_subprogram(callback)
         ctx_arg = Arg("value", value=Const(0, u64)) if ctx is None else _pointer_arg(ctx)
+        if not kernel_has_helper("bpf_loop"):
+            return self._loop_without_bpf_loop(count, callback, ctx_arg)
         return self.code.call([Arg("value", value=implicit(as_value(count), u32)),
                                Arg("func", name=callback.label), ctx_arg,
                                Arg("value", value=Const(0, u64))],
                               s64, helper=_helper_id("bpf_loop"), origin="bpf_loop")
+
+    def _loop_without_bpf_loop(self, count: Any, callback: Any, ctx_arg: Arg) -> Local:
+        """What ``bpf_loop`` does, as the kernel's own loop writes it::
+
+            for (i = 0; i < count; i++)
+                if (callback(i, ctx)) return i + 1;
+            return count;
+        """
+        if not isinstance(as_value(count), Const):
+            raise build_error("this kernel has no bpf_loop helper (added in Linux 5.17), and "
+                              "p.loop() falls back to a bounded loop only for a constant "
+                              "count, not %r" % (count,))
+        calls = self.var(s64, count)
+        for i in self.range(count):
+            stop = self.code.call([Arg("value", value=implicit(i, u64)), ctx_arg], s64,
+                                  function=callback.label,
+                                  origin="the result of %s()" % callback.name)
+            with self.if_(stop != 0):
+                calls.set(i + 1)
+                self.break_()
+        return calls
 
     # --- subprograms --------------------------------------------------------------------------
 

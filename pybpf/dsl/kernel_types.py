@@ -23,6 +23,7 @@ import functools
 import threading
 from typing import Any, Iterator, NamedTuple, Optional, Tuple
 
+from ..errors import UnsupportedFeature
 from ..kernel import btf as kbtf
 from ..kernel.btf_format import (BTF_KIND_ARRAY, BTF_KIND_ENUM, BTF_KIND_ENUM64, BTF_KIND_FWD,
                                  BTF_KIND_INT, BTF_KIND_PTR, BTF_KIND_STRUCT, BTF_KIND_UNION)
@@ -40,6 +41,18 @@ def current_btf() -> kbtf.BTF:
     set, else the running kernel's (loaded on first use)."""
     stack = getattr(_override, "stack", None)
     return stack[-1] if stack else kbtf.vmlinux()
+
+
+def kernel_has_helper(name: str) -> bool:
+    """Whether the kernel programs are built for implements helper ``name``
+    (``bpf_loop``): its BTF's ``enum bpf_func_id`` lists every helper it has,
+    and reading it needs no privileges. Without kernel BTF there is no way to
+    tell, so the answer is yes and the verifier has the last word."""
+    try:
+        ids = current_btf().enum_values("bpf_func_id")
+    except (kbtf.TypeNotFound, UnsupportedFeature):
+        return True
+    return "BPF_FUNC_" + name[len("bpf_"):] in ids
 
 
 @contextlib.contextmanager

@@ -6,8 +6,12 @@ import struct
 
 import pytest
 
-from pybpf.dsl import (ArrayMap, Collection, Struct, raw_tracepoint, s32, s64, u8, u32, u64)
-from pybpf.errors import VerifierError
+from pybpf.dsl import (ArrayMap, Collection, Ptr, Struct, raw_tracepoint, s32, s64, subprogram,
+                       u8, u32, u64)
+from pybpf.dsl.kernel_types import kernel_has_helper, using_btf
+from pybpf.errors import ProgramBuildError, VerifierError
+from pybpf.kernel.btf import BTF, vmlinux
+from pybpf.kernel.btf_writer import BTFBuilder
 
 results = ArrayMap(value=s64[8], max_entries=1)
 
@@ -113,3 +117,61 @@ def test_loops_run_in_the_kernel():
         out[1] = evens
     got = run(loops, 10)
     assert got[:2] == [sum(range(10)), sum(i for i in range(13) if i % 2 == 0)]
+
+
+class LoopState(Struct):
+    total: u64
+    limit: u64
+
+
+@subprogram
+def add_square(p, index: u64, state: Ptr(LoopState)) -> s64:
+    state.total = state.total + index * index
+    with p.if_(index + 1 >= state.limit):
+        p.return_(1)                           # stop: bpf_loop counts this call
+    p.return_(0)
+
+
+def looping(count=50):
+    """``count``: a constant, or a function of ``ctx`` for one known at run time."""
+    @raw_tracepoint("sys_enter")
+    def loop_squares(p, ctx):
+        out = results.lookup(u32(0))
+        with p.if_(out.is_null):
+            p.return_(0)
+        state = p.stack(LoopState)
+        state.total = 0
+        state.limit = ctx.args[0]
+        out[0] = p.loop(count(ctx) if callable(count) else count, add_square, state)
+        out[1] = state.total
+    return loop_squares
+
+
+def without_bpf_loop():
+    """This kernel's BTF minus ``BPF_FUNC_loop``: what a kernel before 5.17 says."""
+    ids = vmlinux().enum_values("bpf_func_id")
+    b = BTFBuilder()
+    b.enum("bpf_func_id", [(name, value) for name, value in ids.items()
+                           if name != "BPF_FUNC_loop"])
+    return using_btf(BTF(b.encode()))
+
+
+@pytest.mark.parametrize("limit", [0, 1, 7, 50, 51])
+def test_loop_without_bpf_loop_keeps_its_contract(limit):
+    """On a kernel without bpf_loop, p.loop() is a bounded loop of calls that
+    returns what bpf_loop returns: calls made, the stopping one included."""
+    expected_calls = min(max(limit, 1), 50)
+    expected_total = sum(i * i for i in range(expected_calls))
+    assert kernel_has_helper("bpf_loop")
+    assert run(looping(), limit)[:2] == [expected_calls, expected_total]
+    with without_bpf_loop():
+        assert not kernel_has_helper("bpf_loop")
+        program = looping()
+        assert "bpf_loop" in looping().disasm() and "call bpf_loop" not in program.disasm()
+        assert run(program, limit)[:2] == [expected_calls, expected_total]
+
+
+def test_loop_without_bpf_loop_needs_a_constant_count():
+    with without_bpf_loop(), pytest.raises(ProgramBuildError) as caught:
+        looping(lambda ctx: u32(ctx.args[1]) & 63).build()
+    assert "no bpf_loop helper (added in Linux 5.17)" in str(caught.value)
