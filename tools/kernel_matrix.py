@@ -10,8 +10,9 @@ per kernel and prints a table of results and one of feature-probe answers::
     sudo python3 tools/kernel_matrix.py                  # host, 5.10, 6.1, 6.12
     sudo python3 tools/kernel_matrix.py --kernel 6.1 --tests tests/kernel/test_maps.py
     sudo python3 tools/kernel_matrix.py --setup-only     # just prepare the cache
-    sudo python3 tools/kernel_matrix.py --budget 840 --junit-dir build/matrix \
-        --markdown build/matrix.md                       # what CI runs
+    sudo python3 tools/kernel_matrix.py --kernel host --kernel 6.1 --kernel 6.12 \
+        --budget 840 --junit-dir build/kernel-matrix \
+        --markdown build/kernel-matrix/matrix.md         # what .ci/run runs
 
 Setup is idempotent and cached in ``--cache`` (default
 ``/var/lib/pybpf-matrix``, outside the repository):
@@ -876,9 +877,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=480,
                         help="seconds for one kernel's whole run, boot included")
     parser.add_argument("--budget", type=float, default=0,
-                        help="seconds for all kernels together (0: no limit); each kernel gets "
-                             "at most what is left, and kernels with under a minute left are "
-                             "reported as not run")
+                        help="seconds for setup and all kernels together (0: no limit); each "
+                             "kernel gets at most what is left, and kernels with under a minute "
+                             "left are reported as not run")
     parser.add_argument("--test-timeout", type=float, default=120,
                         help="seconds one test may take inside a kernel")
     parser.add_argument("--markdown", metavar="FILE", help="write the tables as Markdown here")
@@ -904,6 +905,8 @@ def kernel_labels(chosen: Optional[Sequence[str]]) -> List[str]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     labels = kernel_labels(args.kernel)
+    # the budget covers setup too: on a fresh host that is apt, pip and the kernels
+    budget_end = time.time() + args.budget if args.budget > 0 else None
     try:
         cache = check_cache_dir(args.cache)
         if os.geteuid() != 0:
@@ -925,7 +928,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         log("no tests to run")
         return 2
     runs = []
-    budget_end = time.time() + args.budget if args.budget > 0 else None
     for label in labels:
         info = kernels.get(label, {})
         timeout = args.timeout
@@ -948,6 +950,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     text = report(runs)
     print(text, end="")
     if args.markdown:
+        os.makedirs(os.path.dirname(os.path.abspath(args.markdown)), exist_ok=True)
         with open(args.markdown, "w") as f:
             f.write(report(runs, markdown=True))
     return 0 if all(r.ok for r in runs) else 1

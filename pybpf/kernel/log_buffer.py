@@ -29,9 +29,12 @@ def attempt_with_log(attempt: Attempt) -> Tuple[int, str, bool]:
     while True:
         ret, log, true_size = attempt(size)
         # Before Linux 6.4 the kernel does not say how big the log is, keeps
-        # its start, and a failed load returns its own errno (EINVAL) even
-        # when the log was cut: a log that filled the buffer must grow too.
-        full = not true_size and len(log.encode("utf-8", "replace")) >= size - 1
+        # its start, and a failed BTF load returns its own errno (EINVAL)
+        # even when the log was cut: a failure whose log filled the buffer
+        # is retried with a bigger one too. (A success is never retried: its
+        # fd would leak.)
+        full = (ret < 0 and not true_size
+                and len(log.encode("utf-8", "replace")) >= size - 1)
         if ret != -_errno.ENOSPC and not full:
             return ret, log, False
         if size >= LOG_SIZE_MAX:
