@@ -103,7 +103,7 @@ MATRIX_TESTS: Tuple[str, ...] = (
 
 #: Features shown in the second table (names as pybpf.kernel.features has them).
 FEATURE_ROWS: Tuple[Tuple[str, str], ...] = (
-    ("other", "btf"), ("other", "bounded_loops"), ("other", "bpf_probe_read_kernel"),
+    ("other", "btf"), ("other", "btf_enum64"), ("other", "bounded_loops"), ("other", "bpf_probe_read_kernel"),
     ("other", "ringbuf"), ("other", "bpf_loop"), ("other", "enable_stats"),
     ("other", "atomic_fetch"), ("other", "cpu_v4"),
     ("link_types", "BPF_LINK_TYPE_PERF_EVENT"), ("link_types", "BPF_LINK_TYPE_RAW_TRACEPOINT"),

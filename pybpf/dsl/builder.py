@@ -36,6 +36,10 @@ from .types import ArrayType, IntType, PointerType, as_type, s64, u8, u16, u32, 
 from .values import (Cond, Const, Local, Var, as_cond, as_value, build_error, compare,
                      convert, implicit)
 
+#: The most jumps one verifier path may take (kernel/bpf/verifier.c); a
+#: bounded loop is followed once per iteration, so it caps their number.
+BPF_COMPLEXITY_LIMIT_JMP_SEQ = 8192
+
 #: Regions up to this size are zeroed and copied with straight-line code;
 #: larger ones (in maps: the stack is at most 512 bytes) with a loop.
 UNROLL_LIMIT = 256
@@ -438,10 +442,16 @@ class Builder(PacketStatements):
                 if (callback(i, ctx)) return i + 1;
             return count;
         """
-        if not isinstance(as_value(count), Const):
-            raise build_error("this kernel has no bpf_loop helper (added in Linux 5.17), and "
-                              "p.loop() falls back to a bounded loop only for a constant "
-                              "count, not %r" % (count,))
+        missing = "this kernel has no bpf_loop helper (added in Linux 5.17), and p.loop()"
+        constant = as_value(count)
+        if not isinstance(constant, Const):
+            raise build_error("%s falls back to a bounded loop only for a constant count, "
+                              "not %r" % (missing, count))
+        if constant.value * 2 > BPF_COMPLEXITY_LIMIT_JMP_SEQ:
+            raise build_error("%s falls back to a bounded loop the verifier follows once per "
+                              "iteration: %d iterations of at least 2 jumps pass its limit of "
+                              "%d (BPF_COMPLEXITY_LIMIT_JMP_SEQ)"
+                              % (missing, constant.value, BPF_COMPLEXITY_LIMIT_JMP_SEQ))
         calls = self.var(s64, count)
         for i in self.range(count):
             stop = self.code.call([Arg("value", value=implicit(i, u64)), ctx_arg], s64,

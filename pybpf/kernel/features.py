@@ -48,7 +48,8 @@ from .sys import FD
 
 # First mainline release with each feature, for UnsupportedFeature messages.
 SINCE: Dict[str, str] = {
-    "btf": "4.18", "enable_stats": "5.8", "bounded_loops": "5.3", "ringbuf": "5.8",
+    "btf": "4.18", "btf_enum64": "6.0", "enable_stats": "5.8", "bounded_loops": "5.3",
+    "ringbuf": "5.8",
     "bpf_loop": "5.17", "bpf_probe_read_kernel": "5.5", "atomic_fetch": "5.12", "cpu_v4": "6.6",
     "BPF_LINK_TYPE_CGROUP": "5.7", "BPF_LINK_TYPE_RAW_TRACEPOINT": "5.8",
     "BPF_LINK_TYPE_NETNS": "5.8", "BPF_LINK_TYPE_XDP": "5.9", "BPF_LINK_TYPE_PERF_EVENT": "5.15",
@@ -198,8 +199,17 @@ def minimal_btf() -> bytes:
     return builder.encode()
 
 
-def _load_btf() -> Tuple[Optional[FD], Answer]:
-    blob = minimal_btf()
+def _enum64_btf() -> bytes:
+    """BTF with the enum kinds of Linux 6.0: a signed enum (``kind_flag``
+    set) and a ``BTF_KIND_ENUM64``; older kernels refuse both ("Invalid
+    btf_info kind_flag", "Invalid kind")."""
+    builder = BTFBuilder()
+    builder.enum("delta", {"DOWN": -1}, size=1)
+    builder.enum("big", {"HUGE": 1 << 40}, size=8)
+    return builder.encode()
+
+
+def _load_btf(blob: bytes) -> Tuple[Optional[FD], Answer]:
     buffer = ctypes.create_string_buffer(blob, len(blob))
     attr = _sys.BTFLoadAttr(btf=_sys.address(buffer), btf_size=len(blob))
     ret = _sys.bpf_errno(_sys.BPF_BTF_LOAD, attr)
@@ -399,6 +409,7 @@ class Features:
         return self._available("link_types")
 
     btf = property(lambda self: self._answers["btf"].available)
+    btf_enum64 = property(lambda self: self._answers["btf_enum64"].available)
     enable_stats = property(lambda self: self._answers["enable_stats"].available)
     bounded_loops = property(lambda self: self._answers["bounded_loops"].available)
     atomic_fetch = property(lambda self: self._answers["atomic_fetch"].available)
@@ -497,7 +508,10 @@ def probe(*, refresh: bool = False) -> Features:
     started = time.perf_counter()
     tracepoint = objects.BPF_PROG_TYPE_TRACEPOINT
     groups: Dict[str, Dict[str, Answer]] = {group: {} for group in _GROUPS}
-    btf_fd, groups["other"]["btf"] = _load_btf()
+    btf_fd, groups["other"]["btf"] = _load_btf(minimal_btf())
+    enum64_fd, groups["other"]["btf_enum64"] = _load_btf(_enum64_btf())
+    if enum64_fd is not None:
+        enum64_fd.close()
     inner_ret = _create_map(MAP_TYPES.value("ARRAY"), 4, 4, 1)
     inner_fd = FD(inner_ret) if inner_ret >= 0 else None
     try:

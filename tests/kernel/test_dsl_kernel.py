@@ -171,7 +171,12 @@ def test_loop_without_bpf_loop_keeps_its_contract(limit):
         assert run(program, limit)[:2] == [expected_calls, expected_total]
 
 
-def test_loop_without_bpf_loop_needs_a_constant_count():
+@pytest.mark.parametrize("count, problem", [
+    (lambda ctx: u32(ctx.args[1]) & 63, "only for a constant count"),
+    (8192, "8192 iterations of at least 2 jumps pass its limit of 8192"),
+])
+def test_loop_without_bpf_loop_says_what_it_cannot_do(count, problem):
     with without_bpf_loop(), pytest.raises(ProgramBuildError) as caught:
-        looping(lambda ctx: u32(ctx.args[1]) & 63).build()
+        looping(count).build()
     assert "no bpf_loop helper (added in Linux 5.17)" in str(caught.value)
+    assert problem in str(caught.value)
