@@ -47,6 +47,8 @@ its answer), at the global root (a mount that is its own parent), or at a
 dentry that is its own parent without being a mount root: a pipe, socket
 or anonymous inode (named in userspace from the superblock magic), and
 after ``max_steps`` levels (MAX_LEVELS: deeper than any path that fits).
+On kernels without ``bpf_loop`` (before 5.17) both passes are bounded loops
+of the same steps, cut at MAX_LEVELS_BOUNDED levels.
 
 The walk costs about two helper calls and two ``bpf_loop`` calls per
 component (``tools/bench.py paths``: ~0.23 µs for 3 components, ~0.53 µs
@@ -63,6 +65,7 @@ import os
 
 from pybpf.dsl import (KernelPtr, PerCPUArray, Struct, char, s64, sizeof, subprogram, u16, u32,
                        u64)
+from pybpf.dsl.kernel_types import kernel_has_helper
 from pybpf.dsl.values import as_value
 
 PATH_MAX = 4096
@@ -72,6 +75,13 @@ NAME_MAX = 255
 MAX_COMPONENTS = 2048
 #: Levels pass 1 climbs at most (a path deeper than this is reported cut).
 MAX_LEVELS = 8192
+#: Where the kernel has no ``bpf_loop`` (Linux 5.3-5.16), each pass is a
+#: bounded loop that the verifier follows level by level: this many levels,
+#: and as many components (on Linux 6.18: ~25k instructions verified for one
+#: walk, ~320k for sniffwrites' sys_exit program, which walks in three
+#: places; 128 would take it to ~580k of the 1M limit). A deeper path is
+#: cut and flagged, as one past MAX_LEVELS is.
+MAX_LEVELS_BOUNDED = 64
 #: A path buffer: PATH_MAX plus room for the last name copy the verifier
 #: must see fit (the offset is masked to PATH_MAX - 1, the size to 2 * 256).
 PATH_BUF = PATH_MAX + 2 * 256
@@ -298,18 +308,26 @@ def compose_steps(bufs):
     return _composers[bufs]
 
 
-def walk(p, s, task, mnt, dentry, all_files, step, max_steps=MAX_LEVELS):
+def level_bound():
+    """How many levels a walk climbs in this kernel: MAX_LEVELS with
+    ``bpf_loop``, MAX_LEVELS_BOUNDED without (its BTF says which)."""
+    return MAX_LEVELS if kernel_has_helper("bpf_loop") else MAX_LEVELS_BOUNDED
+
+
+def walk(p, s, task, mnt, dentry, all_files, step, max_steps=None):
     """Pass 1 over (mnt, dentry) with ``step`` (from :func:`walk_steps`):
     ``s.watched``, ``s.status`` and the remembered components are the
-    result."""
+    result. ``max_steps``: levels climbed at most (default:
+    :func:`level_bound`)."""
     walk_begin(p, s, task, mnt, dentry, all_files)
-    p.loop(max_steps, step)
+    p.loop(max_steps or level_bound(), step)
 
 
 def compose(p, s, path, step):
     """Pass 2 with ``step`` (from :func:`compose_steps`), into ``path``
-    (its map's ``path``): returns the length (``/`` for the root)."""
-    p.loop(MAX_COMPONENTS, step)
+    (its map's ``path``): returns the length (``/`` for the root). Without
+    ``bpf_loop`` the walk remembered at most MAX_LEVELS_BOUNDED components."""
+    p.loop(MAX_COMPONENTS if kernel_has_helper("bpf_loop") else MAX_LEVELS_BOUNDED, step)
     length = p.var(u32, s.pos & (PATH_MAX - 1))
     with p.if_(length == 0):
         path[0] = ord("/")
@@ -323,7 +341,7 @@ def cut(s):
     return (s.fit != s.depth) | (s.status == WALK_RUNNING) | (s.cut != 0)
 
 
-def emit_path(p, file, out, info, *, task=None, on_ancestor=None, max_steps=MAX_LEVELS):
+def emit_path(p, file, out, info, *, task=None, on_ancestor=None, max_steps=None):
     """Write the absolute path of ``file`` (a ``struct file`` kernel
     pointer, not NULL) into ``out`` (a ``char[N]`` of program memory,
     NUL-terminated; when the path is longer, its last N-1 bytes) and the
@@ -332,7 +350,8 @@ def emit_path(p, file, out, info, *, task=None, on_ancestor=None, max_steps=MAX_
     Paths are relative to ``task``'s root (default: the current task),
     as ``d_path`` makes them under chroot. ``on_ancestor``: see
     :func:`walk_steps`. ``max_steps`` bounds the levels climbed
-    (components plus mounts crossed); a deeper path is cut and flagged.
+    (components plus mounts crossed; default :func:`level_bound`); a deeper
+    path is cut and flagged.
     """
     s = walks.lookup(0)
     buf = path_bufs.lookup(0)

@@ -42,6 +42,7 @@ from pybpf.dsl import (Config, HashMap, KernelPtr, PerCPUArray, Ptr, RingBuf, St
                        char,
                        raw_tracepoint, s32, s64, sizeof, subprogram, tracepoint, u8, u16, u32,
                        u64)
+from pybpf.dsl.kernel_types import current_btf, kernel_has_helper
 
 from .lib_sniffwrites_records import (CAPTURE_MAX, IO_CAPTURE, IO_IMPLICIT, IO_PATH_OP,
                                   OP_CLOSE, OP_DUP, OP_OPEN, OP_READ, OP_RENAME, OP_TRUNCATE,
@@ -108,8 +109,12 @@ CLOSE_NR = SYSCALL_NUMBERS.get(machine(), {}).get("close", 0)
 AT_FDCWD = -100
 F_DUPFD, F_DUPFD_CLOEXEC = 0, 1030
 CLOSE_RANGE_CLOEXEC = 4
-#: Sweeps (exec, exit, close_range) look at this many fds at most.
+#: Sweeps (exec, exit, close_range) look at this many fds at most; where the
+#: kernel has no bpf_loop (before 5.17) the sweep is a bounded loop the
+#: verifier follows fd by fd, so at most MAX_SWEEP_BOUNDED. A sweep cut
+#: short is counted (``sweep_incomplete``).
 MAX_SWEEP = 1 << 20
+MAX_SWEEP_BOUNDED = 256
 #: file ids: CPU number above, a per-CPU counter below.
 FILE_ID_CPU_SHIFT = 44
 # Sweep modes
@@ -495,9 +500,11 @@ def sweep(p, tgid, first, last, mode):
     if not isinstance(first, int):      # a constant 0 is never above top
         with p.if_(first > top):
             p.return_(0)
+    looped = kernel_has_helper("bpf_loop")
+    most = MAX_SWEEP if looped else MAX_SWEEP_BOUNDED
     n = p.var(u32, top - first + 1)
-    with p.if_(n > MAX_SWEEP):
-        n.set(MAX_SWEEP)
+    with p.if_(n > most):
+        n.set(most)
         count(p, "sweep_incomplete")
     sw.tgid = tgid
     sw.mode = mode
@@ -509,7 +516,7 @@ def sweep(p, tgid, first, last, mode):
         fdt = p.fetch(p.current_task().files.fdt, "max_fds", "fd")
         sw.max_fds = fdt.max_fds
         sw.fd_array = u64(fdt.fd)
-    p.loop(n, sweep_step)
+    p.loop(n if looped else MAX_SWEEP_BOUNDED, sweep_step)    # sweep_step stops at sw.count
 
 
 # --- the hooks -------------------------------------------------------------------------------
@@ -989,7 +996,6 @@ def _exit_passes_group_dead() -> bool:
     """Whether sched_process_exit has its group_dead argument (Linux 6.16):
     this kernel's BTF has the prototype, btf_trace_sched_process_exit =
     void (*)(void *, struct task_struct *[, bool group_dead])."""
-    from pybpf.dsl.kernel_types import current_btf
     btf = current_btf()
     typedef = btf.find("btf_trace_sched_process_exit")
     return btf.type(btf.type(typedef.type).type).vlen >= 3

@@ -12,9 +12,7 @@ load), so one entry serves every set of options.
 Any problem with the cache (missing, corrupt, unwritable, a name that no
 longer resolves) means a normal build: the cache can only save time.
 
-The DSL has no public way to hand a Program its finished code, so
-:func:`prebuild` fills ``Program._built`` (asked for in
-/tmp/sniffwrites_needs.md: ``Program.prebuilt(code, maps, subprograms)``).
+:func:`prebuild` hands the cached builds to ``Program.prebuilt``.
 """
 
 import copyreg
@@ -123,7 +121,7 @@ def _load(path: str, programs: List[Any], modules: List[Any]) -> bool:
     except Exception:     # any problem: build instead (see the module docstring)
         return False
     for program, code, maps, subs in ready:
-        program._built[program.cpu] = (code, maps, subs)
+        program.prebuilt(code, maps, subs)
     return True
 
 

@@ -71,8 +71,7 @@ def missing_feature() -> Optional[str]:
         found = features.probe()
     except Exception:    # a failed probe says nothing useful here
         return None
-    for name, since in (("ringbuf", "5.8"), ("bpf_loop", "5.17"),
-                        ("bpf_probe_read_kernel", "5.5")):
+    for name, since in (("ringbuf", "5.8"), ("bpf_probe_read_kernel", "5.5")):
         if not found.answer(name).available:
             return "this kernel lacks %s (added in Linux %s); sniffwrites needs it" % (
                 name, since)

@@ -11,9 +11,11 @@ happened since the last look (``{"type": "lost"}``) and, with
 holds, and closes every program, map and link it made: no BPF object
 outlives the process.
 
-The BPF ring buffer is the only transport: the walk needs ``bpf_loop``
-(Linux 5.17), and every kernel that has it has the ring buffer (5.8), so a
-perf-buffer fallback could never be used.
+The BPF ring buffer (Linux 5.8) is the only transport: the programs also
+need kernel BTF and ``bpf_probe_read_kernel`` (5.5), and no LTS kernel has
+those without the ring buffer, so a perf-buffer fallback would never run.
+Without ``bpf_loop`` (before 5.17) the programs are built with bounded
+loops instead (``pybpf.programs.lib_paths``).
 """
 
 import gc

@@ -39,8 +39,14 @@ _override = threading.local()
 def current_btf() -> kbtf.BTF:
     """The BTF kernel types resolve against: the one :func:`using_btf`
     set, else the running kernel's (loaded on first use)."""
+    return btf_override() or kbtf.vmlinux()
+
+
+def btf_override() -> Optional[kbtf.BTF]:
+    """The BTF :func:`using_btf` set, or None for the running kernel's
+    (without loading it): what a build depends on besides its source."""
     stack = getattr(_override, "stack", None)
-    return stack[-1] if stack else kbtf.vmlinux()
+    return stack[-1] if stack else None
 
 
 def kernel_has_helper(name: str) -> bool:

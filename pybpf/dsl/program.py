@@ -154,8 +154,9 @@ class Program:
         self.cpu = cpu
         self.returns_verdict = returns_verdict
         self._context = context
-        self._built: Dict[int, Tuple[_asm.AssembledProgram, Dict[str, Any],
-                                     List[Subprogram]]] = {}
+        # builds by (instruction set version, BTF built against: None for the running kernel's)
+        self._built: Dict[Tuple[int, Any], Tuple[_asm.AssembledProgram, Dict[str, Any],
+                                                 List[Subprogram]]] = {}
         code = fn.__code__
         self.location = SourceLocation(code.co_filename, code.co_firstlineno)
 
@@ -174,11 +175,19 @@ class Program:
         """The subprograms the program calls, in the order they follow it."""
         return self._build(cpu or self.cpu)[2]
 
+    def prebuilt(self, code: _asm.AssembledProgram, maps: Dict[str, Any],
+                 subprograms: List[Subprogram]) -> None:
+        """Take a build made earlier for the running kernel (sniffwrites'
+        build cache) instead of building again."""
+        self._built[(self.cpu, None)] = (code, maps, subprograms)
+
     def _build(self, cpu: int) -> Tuple[_asm.AssembledProgram, Dict[str, Any],
                                         List[Subprogram]]:
-        if cpu not in self._built:
-            self._built[cpu] = self._assemble(cpu)
-        return self._built[cpu]
+        from .kernel_types import btf_override
+        key = (cpu, btf_override())
+        if key not in self._built:
+            self._built[key] = self._assemble(cpu)
+        return self._built[key]
 
     def _assemble(self, cpu: int) -> Tuple[_asm.AssembledProgram, Dict[str, Any],
                                            List[Subprogram]]:

@@ -42,8 +42,19 @@ FD_ARG = re.compile(r"^(-?\d+)<([^>]*)>")
 STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
 
 
-def monitor_cmd(*args):
-    return [sys.executable, "-m", "sniffwrites.cli", "monitor"] + [str(a) for a in args]
+# sniffwrites as a kernel without bpf_loop (before 5.17) builds it: bounded
+# loops (see tests/kernel/older_kernels.py), in a build cache of its own.
+AS_WITHOUT_BPF_LOOP = (
+    "import sys; sys.path.insert(0, %r)\n"
+    "from older_kernels import without_bpf_loop\n"
+    "from sniffwrites.cli import main\n"
+    "with without_bpf_loop():\n"
+    "    main(prog_name='sniffwrites')\n" % os.path.join(REPO, "tests", "kernel"))
+
+
+def monitor_cmd(*args, bounded=False):
+    start = ["-c", AS_WITHOUT_BPF_LOOP] if bounded else ["-m", "sniffwrites.cli"]
+    return [sys.executable] + start + ["monitor"] + [str(a) for a in args]
 
 
 def wait_for(path, proc, timeout=30.0):
@@ -116,9 +127,13 @@ def strace_events(text, watched, cwd):
     return events
 
 
-@pytest.fixture(scope="module")
-def traced_run(tmp_path_factory):
+@pytest.fixture(scope="module", params=["bpf_loop", "bounded"])
+def traced_run(tmp_path_factory, request):
+    """One traced workload per way the monitor can be built: with
+    ``bpf_loop`` where this kernel has it, and with bounded loops."""
     base = tmp_path_factory.mktemp("sniffwrites-strace")
+    bounded = request.param == "bounded"
+    env = dict(os.environ, XDG_CACHE_HOME=str(base / "cache")) if bounded else None
     watched = str(base / "watched")
     outside = str(base / "outside")
     os.makedirs(watched)
@@ -135,8 +150,8 @@ def traced_run(tmp_path_factory):
         assert workload.stdout.readline().strip() == "ready"
         monitor = subprocess.Popen(
             monitor_cmd("-d", watched, "-f", "json", "--output", output, "--ready-file", ready,
-                        "-v"), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True)
+                        "-v", bounded=bounded), cwd=REPO, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, env=env)
         wait_for(ready, monitor)
         workload.stdin.write("go\n")
         workload.stdin.flush()

@@ -16,6 +16,7 @@ from pybpf.programs.lib_paths import (PATH_DELETED, PATH_PSEUDO, PATH_TRUNCATED,
                                       kernel_dev, user_dev)
 
 import path_walkers
+from older_kernels import without_bpf_loop
 from path_walkers import SMALL_PATH, Walker, walk_fd_short, walk_fd_small
 
 
@@ -72,9 +73,16 @@ def test_the_generated_code_reads_this_kernels_offsets():
 
 # --- descriptors to paths -------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def walker():
-    loaded = Walker()
+@pytest.fixture(scope="module", params=["bpf_loop", "bounded"])
+def walker(request):
+    """The walkers as this kernel builds them (two ``bpf_loop`` passes), and
+    as a kernel without ``bpf_loop`` does (bounded loops, MAX_LEVELS_BOUNDED
+    levels): every walk test runs in both."""
+    if request.param == "bpf_loop":
+        loaded = Walker()
+    else:
+        with without_bpf_loop():
+            loaded = Walker()
     yield loaded
     loaded.close()
 

@@ -5,13 +5,12 @@ import linecache
 import struct
 
 import pytest
+from older_kernels import without_bpf_loop
 
 from pybpf.dsl import (ArrayMap, Collection, Ptr, Struct, raw_tracepoint, s32, s64, subprogram,
                        u8, u32, u64)
-from pybpf.dsl.kernel_types import kernel_has_helper, using_btf
+from pybpf.dsl.kernel_types import kernel_has_helper
 from pybpf.errors import ProgramBuildError, VerifierError
-from pybpf.kernel.btf import BTF, vmlinux
-from pybpf.kernel.btf_writer import BTFBuilder
 
 results = ArrayMap(value=s64[8], max_entries=1)
 
@@ -147,15 +146,6 @@ def looping(count=50):
     return loop_squares
 
 
-def without_bpf_loop():
-    """This kernel's BTF minus ``BPF_FUNC_loop``: what a kernel before 5.17 says."""
-    ids = vmlinux().enum_values("bpf_func_id")
-    b = BTFBuilder()
-    b.enum("bpf_func_id", [(name, value) for name, value in ids.items()
-                           if name != "BPF_FUNC_loop"])
-    return using_btf(BTF(b.encode()))
-
-
 @pytest.mark.parametrize("limit", [0, 1, 7, 50, 51])
 def test_loop_without_bpf_loop_keeps_its_contract(limit):
     """On a kernel without bpf_loop, p.loop() is a bounded loop of calls that
@@ -181,3 +171,16 @@ def test_loop_without_bpf_loop_says_what_it_cannot_do(count, problem):
         looping(count).build()
     assert "no bpf_loop helper (added in Linux 5.17)" in str(caught.value)
     assert problem in str(caught.value)
+
+
+def test_sniffwrites_without_bpf_loop_is_bounded_loops():
+    """What tests/e2e/test_sniffwrites_strace.py runs as a kernel before 5.17
+    runs it: the same steps, called from bounded loops."""
+    from pybpf.programs import sniffwrites
+    with without_bpf_loop():
+        bounded = sniffwrites.sniff_exit.disasm()
+    assert "call bpf_loop" not in bounded
+    for step in ("walk_step", "compose_step", "sweep_step"):
+        assert "call %s " % step in bounded
+    native = sniffwrites.sniff_exit.disasm()
+    assert ("call bpf_loop" in native) == kernel_has_helper("bpf_loop")
