@@ -87,7 +87,11 @@ def _declarations(modules: Iterable[Any]) -> Dict[str, Any]:
 
 def prebuild(programs: List[Any], modules: List[Any], directory: Optional[str] = None) -> bool:
     """Give ``programs`` their code from the cache, or build them and fill
-    it. Returns True on a cache hit."""
+    it. Returns True on a cache hit. Builds against a BTF other than the
+    running kernel's (``using_btf``) are neither cached nor taken from it."""
+    from pybpf.dsl.kernel_types import btf_override
+    if btf_override() is not None:
+        return False
     directory = directory or cache_dir()
     try:
         key = cache_key(modules)

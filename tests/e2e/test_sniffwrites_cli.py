@@ -528,3 +528,10 @@ def test_the_build_cache_gives_the_same_code_and_survives_corruption(tmp_path):
         p._built.clear()
     assert buildcache.prebuild(programs, modules, str(tmp_path)) is False    # rebuilt
     assert {p.name: p.build().instructions for p in programs} == built
+    # builds for another kernel's BTF never go into the cache
+    from pybpf.dsl.kernel_types import using_btf
+    from pybpf.kernel.btf import vmlinux
+    other = tmp_path / "other"
+    with using_btf(vmlinux()):
+        assert buildcache.prebuild(programs, modules, str(other)) is False
+    assert not other.exists()
