@@ -19,7 +19,8 @@ def _btf_without(enumerator: bytes) -> BTF:
     with open(VMLINUX_PATH, "rb") as f:
         data = f.read()
     name = b"\0" + enumerator + b"\0"
-    assert data.count(name) == 1, "%s is not one string of this kernel's BTF" % enumerator
+    assert data.count(name) <= 1, "%s is more than an enumerator here" % enumerator
+    # a kernel that lacks it already (Linux 5.10 has no bpf_loop): as it is
     return BTF(data.replace(name, name.lower()), source="vmlinux without %s" % enumerator)
 
 
