@@ -334,6 +334,16 @@ def _probe_enable_stats() -> Answer:
     return Answer(True)
 
 
+def _verifier_accepts(code: bytes) -> Answer:
+    """Whether the verifier takes ``code`` as a socket filter (the program
+    type every kernel has): instruction-set probes differ only in code."""
+    ret, log = _load(objects.BPF_PROG_TYPE_SOCKET_FILTER, code)
+    if ret < 0:
+        return Answer(False, _refusal(-ret, log))
+    FD(ret).close()
+    return Answer(True)
+
+
 def _probe_atomic_fetch() -> Answer:
     """``BPF_ATOMIC | BPF_FETCH`` (atomic_fetch_add and friends, xchg, cmpxchg):
     older verifiers refuse it with "BPF_STX uses reserved fields"."""
@@ -341,11 +351,7 @@ def _probe_atomic_fetch() -> Answer:
                        isa.mov(isa.R1, 1),
                        isa.atomic(8, isa.BPF_ADD | isa.BPF_FETCH, isa.R10, -8, isa.R1),
                        isa.mov(isa.R0, 0), isa.exit_()])
-    ret, log = _load(objects.BPF_PROG_TYPE_SOCKET_FILTER, code)
-    if ret < 0:
-        return Answer(False, _refusal(-ret, log))
-    FD(ret).close()
-    return Answer(True)
+    return _verifier_accepts(code)
 
 
 def _probe_cpu_v4() -> Answer:
@@ -353,11 +359,7 @@ def _probe_cpu_v4() -> Answer:
     older verifiers refuse ``r0 s/= 2`` with "BPF_ALU uses reserved fields"."""
     code = isa.encode([isa.mov(isa.R0, 7), isa.alu(isa.BPF_DIV, isa.R0, 2, off=1),
                        isa.exit_()])
-    ret, log = _load(objects.BPF_PROG_TYPE_SOCKET_FILTER, code)
-    if ret < 0:
-        return Answer(False, _refusal(-ret, log))
-    FD(ret).close()
-    return Answer(True)
+    return _verifier_accepts(code)
 
 
 def _probe_bounded_loops() -> Answer:
@@ -367,11 +369,7 @@ def _probe_bounded_loops() -> Answer:
                        isa.alu(isa.BPF_ADD, isa.R0, 1),
                        isa.jump(isa.BPF_JLT, isa.R0, 4, -2),
                        isa.exit_()])
-    ret, log = _load(objects.BPF_PROG_TYPE_SOCKET_FILTER, code)
-    if ret < 0:
-        return Answer(False, _refusal(-ret, log))
-    FD(ret).close()
-    return Answer(True)
+    return _verifier_accepts(code)
 
 
 # --- the answer ---------------------------------------------------------------------------
