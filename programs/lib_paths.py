@@ -317,10 +317,10 @@ def level_bound():
 def walk(p, s, task, mnt, dentry, all_files, step, max_steps=None):
     """Pass 1 over (mnt, dentry) with ``step`` (from :func:`walk_steps`):
     ``s.watched``, ``s.status`` and the remembered components are the
-    result. ``max_steps``: levels climbed at most (default:
-    :func:`level_bound`)."""
+    result. ``max_steps``: levels climbed at most (default and most:
+    :func:`level_bound`, which pass 2 is sized for)."""
     walk_begin(p, s, task, mnt, dentry, all_files)
-    p.loop(max_steps or level_bound(), step)
+    p.loop(min(max_steps or level_bound(), level_bound()), step)
 
 
 def compose(p, s, path, step):

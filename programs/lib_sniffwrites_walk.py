@@ -2,14 +2,14 @@
 and the hook that tests each ancestor against it.
 
 The walk itself is :mod:`pybpf.programs.lib_paths` (two ``bpf_loop``
-passes: pass 1 tests every ancestor's (device, inode) against ``watched``
+passes, or bounded loops on a kernel without it: pass 1 tests every ancestor's (device, inode) against ``watched``
 and only remembers where the names are; pass 2 composes the path, only for
 a file that will be reported, into its :class:`FileRec`). This module binds
 those passes to sniffwrites' maps: :func:`walk` and :func:`compose`, with
 ``walk_step`` and ``compose_step`` the subprograms they loop over (module
 names here, so that the build cache finds them). It adds the ``FILE_*``
-flags: ``FILE_TRUNCATED`` when the path lost its start (deeper than
-PATH_MAX or MAX_LEVELS), ``FILE_PSEUDO`` for a pipe, socket or anonymous
+flags: ``FILE_TRUNCATED`` when the path lost its start (longer than
+PATH_MAX, or deeper than ``lib_paths.level_bound()``), ``FILE_PSEUDO`` for a pipe, socket or anonymous
 inode (userspace names it ``pipe:[ino]`` from the superblock magic),
 ``FILE_DELETED`` for an inode with no links left.
 """
@@ -24,7 +24,7 @@ from .lib_paths import walk as lib_walk
 
 # FileRec.flags
 FILE_WATCHED = 1        # under a watched directory (or every file is reported)
-FILE_TRUNCATED = 2      # the path lost its start (deeper than PATH_MAX or MAX_LEVELS)
+FILE_TRUNCATED = 2      # the path lost its start (too long, or deeper than the level bound)
 FILE_DELETED = 4        # the inode has no links left
 FILE_PSEUDO = 8         # pipe, socket, anonymous inode: no path, a name
 FILE_DIRECTORY = 16     # the walk was of a directory (start of a path-based operation)

@@ -116,6 +116,7 @@ class Monitor:
         self._counters: Dict[str, int] = {}
         self._reported_lost = (0, 0)
         self._snapshots: Dict[Any, tuple] = {}
+        self._cut_sweeps_seen = 0
 
     # -- set up ---------------------------------------------------------------------------
 
@@ -213,6 +214,7 @@ class Monitor:
     def tick(self) -> None:
         """Once per interval: losses and aggregate snapshots; flush."""
         self._report_losses()
+        self._purge_after_cut_sweeps()
         if self.cfg.aggregate:
             self._snapshot()
         self._write(self.processor.take_lines())
@@ -281,6 +283,24 @@ class Monitor:
             self._reported_lost = (ring, full)
             self.processor.lines.append(self.formatter.lost(
                 Lost(time.monotonic_ns(), ring - last_ring, full - last_full)))
+
+    def _purge_after_cut_sweeps(self) -> None:
+        """A sweep cut short (``sweep_incomplete``: past MAX_SWEEP_BOUNDED fds
+        on a kernel without bpf_loop) leaves fd cache entries of a process
+        that exited, where a reused pid would find them: drop the entries of
+        every process that is gone. A deleted entry costs one walk, never a
+        wrong answer."""
+        cut = self._counters.get("sweep_incomplete", 0)
+        if cut == self._cut_sweeps_seen or self._collection is None:
+            return
+        self._cut_sweeps_seen = cut
+        fds = self._collection.maps["fds"]
+        gone = [key for key in fds.keys() if not os.path.exists("/proc/%d" % key.tgid)]
+        for key in gone:
+            try:
+                del fds[key]
+            except KeyError:    # the kernel's own sweep got there first
+                pass
 
     def _snapshot(self) -> None:
         """--aggregate: the counts of files still open, when they changed."""

@@ -447,10 +447,13 @@ class Builder(PacketStatements):
         if not isinstance(constant, Const):
             raise build_error("%s falls back to a bounded loop only for a constant count, "
                               "not %r" % (missing, count))
+        if constant.value < 0:
+            raise build_error("p.loop() needs a count of 0 or more, not %d" % constant.value)
         if constant.value * 2 > BPF_COMPLEXITY_LIMIT_JMP_SEQ:
             raise build_error("%s falls back to a bounded loop the verifier follows once per "
-                              "iteration: %d iterations of at least 2 jumps pass its limit of "
-                              "%d (BPF_COMPLEXITY_LIMIT_JMP_SEQ)"
+                              "iteration: %d iterations are more than it can follow within "
+                              "BPF_COMPLEXITY_LIMIT_JMP_SEQ (%d jumps; counted conservatively "
+                              "at 2 a turn)"
                               % (missing, constant.value, BPF_COMPLEXITY_LIMIT_JMP_SEQ))
         calls = self.var(s64, count)
         for i in self.range(count):

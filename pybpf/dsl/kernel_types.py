@@ -54,6 +54,8 @@ def kernel_has_helper(name: str) -> bool:
     (``bpf_loop``): its BTF's ``enum bpf_func_id`` lists every helper it has,
     and reading it needs no privileges. Without kernel BTF there is no way to
     tell, so the answer is yes and the verifier has the last word."""
+    if not name.startswith("bpf_"):
+        raise ValueError("helper names start with bpf_: %r" % name)
     try:
         ids = current_btf().enum_values("bpf_func_id")
     except (kbtf.TypeNotFound, UnsupportedFeature):

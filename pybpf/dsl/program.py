@@ -164,7 +164,8 @@ class Program:
         return "<Program %s (%s)>" % (self.name, self.target)
 
     def build(self, cpu: Optional[int] = None) -> _asm.AssembledProgram:
-        """The finished code (built once per instruction set version)."""
+        """The finished code, built once per instruction set version and
+        per BTF it was built against (:func:`~pybpf.dsl.kernel_types.using_btf`)."""
         return self._build(cpu or self.cpu)[0]
 
     def map_decls(self, cpu: Optional[int] = None) -> Dict[str, Any]:
@@ -356,7 +357,10 @@ class Collection:
 
     def load(self, config: Optional[Mapping[str, Any]] = None) -> "Collection":
         """Create the maps, fill and freeze configs, load the programs.
-        Everything made so far is closed again if a step fails."""
+        Everything made so far is closed again if a step fails. A program
+        declared ``cpu=4`` needs a kernel with the cpu v4 instructions
+        (Linux 6.6), whether or not its code uses one: that is what the
+        declaration is for (LLVM's ``-mcpu=v4`` is asked the same way)."""
         from ..kernel import features
         from ..kernel.maps import Map
         if any(program.cpu >= 4 for program in self.specs):

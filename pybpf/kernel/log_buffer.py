@@ -24,7 +24,8 @@ text, the size the kernel says the whole log needs, 0 if it does not say)."""
 def attempt_with_log(attempt: Attempt) -> Tuple[int, str, bool]:
     """Call ``attempt`` with bigger buffers until the log fits or reaches
     LOG_SIZE_MAX. Returns (result or -errno, log, truncated); when
-    truncated, the -errno is ENOSPC, not the call's own answer."""
+    truncated, the -errno is the last call's: ENOSPC, or (before Linux 6.4)
+    a failed BTF load's own errno."""
     size = LOG_SIZE_START
     while True:
         ret, log, true_size = attempt(size)

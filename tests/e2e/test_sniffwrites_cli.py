@@ -20,21 +20,27 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "kernel"))
 
 from kernel_objects import assert_no_new_objects, snapshot  # noqa: E402
+from pybpf.kernel import objects  # noqa: E402
+from pybpf.kernel.maps import Map  # noqa: E402
+from older_kernels import SNIFFWRITES_WITHOUT_BPF_LOOP  # noqa: E402
 
 
-def cli(*args):
-    return [sys.executable, "-m", "sniffwrites.cli"] + [str(a) for a in args]
+def cli(*args, bounded=False):
+    """The command line; ``bounded``: as a kernel without bpf_loop builds it."""
+    start = ["-c", SNIFFWRITES_WITHOUT_BPF_LOOP] if bounded else ["-m", "sniffwrites.cli"]
+    return [sys.executable] + start + [str(a) for a in args]
 
 
 class Running:
     """A monitor subprocess, attached (its ready file written)."""
 
-    def __init__(self, tmp_path, *args, stdout=None):
+    def __init__(self, tmp_path, *args, stdout=None, bounded=False):
         self.ready = str(tmp_path / ("ready-%d" % time.monotonic_ns()))
         self.output = str(tmp_path / ("out-%d.jsonl" % time.monotonic_ns()))
         extra = [] if "--output" in args or stdout is not None or "top" in args[:1] \
             else ["--output", self.output]
-        self.proc = subprocess.Popen(cli(*args, "--ready-file", self.ready, *extra), cwd=REPO,
+        self.proc = subprocess.Popen(cli(*args, "--ready-file", self.ready, *extra,
+                                         bounded=bounded), cwd=REPO,
                                      stdout=stdout or subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True)
         deadline = time.monotonic() + 30
@@ -402,6 +408,46 @@ def test_a_full_fd_cache_is_counted_and_costs_walks_not_events(tmp_path, watched
         sorted("f%d" % i for i in range(12))
     assert records[-1]["map_full"] > 0
     assert any(r["type"] == "lost" and r["map_full"] > 0 for r in records)
+
+
+def cached_tgids():
+    """The tgids in sniffwrites' fd cache (the map named ``fds``), read as
+    bpftool would, by id: an 8-byte key, ``struct {u32 tgid; u32 fd;}``,
+    comes as a little-endian integer."""
+    newest = max(m.id for m in objects.MAPS.infos() if m.name == "fds")
+    with Map.from_id(newest) as fds:
+        return {key & 0xFFFFFFFF for key in fds.keys()}
+
+
+def test_a_sweep_cut_short_is_counted_and_its_entries_purged(tmp_path, watched):
+    """Without bpf_loop an exit sweep stops after MAX_SWEEP_BOUNDED fds: it is
+    counted, and the monitor drops what the kernel left of the process."""
+    monitor = Running(tmp_path, "monitor", "-d", watched, "-f", "json", "--interval", 0.2,
+                      bounded=True)
+    child = subprocess.Popen([sys.executable, "-c",
+                              "import os, sys\n"
+                              "fds = [os.open('%s/f%d' % (sys.argv[1], i), os.O_RDWR | os.O_CREAT)\n"
+                              "       for i in range(400)]\n"
+                              "print('open', flush=True)\n"
+                              "sys.stdin.readline()\n", str(watched)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "open\n"
+        time.sleep(0.3)
+        assert child.pid in cached_tgids()
+        child.communicate("exit\n", timeout=30)         # exits with 400 fds open
+        deadline = time.monotonic() + 10
+        while child.pid in cached_tgids():
+            assert time.monotonic() < deadline, "the dead process's entries stayed"
+            time.sleep(0.1)
+    finally:
+        child.kill()
+        assert monitor.stop() == 0
+    summary = monitor.records()[-1]
+    assert summary["type"] == "summary" and summary["sweep_incomplete"] >= 1
+    closes = [r["fd"] for r in monitor.events() if r["op"] == "close" and r["pid"] == child.pid]
+    # the sweep looked at fds 0..255 (MAX_SWEEP_BOUNDED): those of the files there closed
+    assert len(closes) > 200 and max(closes) == 255
 
 
 # --- paths ------------------------------------------------------------------------------------

@@ -24,6 +24,9 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 WORKLOAD = os.path.join(HERE, "workloads", "sniffwrites_cases.py")
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "kernel"))
+
+from older_kernels import SNIFFWRITES_WITHOUT_BPF_LOOP  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
 
@@ -42,18 +45,9 @@ FD_ARG = re.compile(r"^(-?\d+)<([^>]*)>")
 STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
 
 
-# sniffwrites as a kernel without bpf_loop (before 5.17) builds it: bounded
-# loops (see tests/kernel/older_kernels.py), never from the build cache.
-AS_WITHOUT_BPF_LOOP = (
-    "import sys; sys.path.insert(0, %r)\n"
-    "from older_kernels import without_bpf_loop\n"
-    "from sniffwrites.cli import main\n"
-    "with without_bpf_loop():\n"
-    "    main(prog_name='sniffwrites')\n" % os.path.join(REPO, "tests", "kernel"))
-
-
 def monitor_cmd(*args, bounded=False):
-    start = ["-c", AS_WITHOUT_BPF_LOOP] if bounded else ["-m", "sniffwrites.cli"]
+    """The monitor; ``bounded``: as a kernel without bpf_loop builds it."""
+    start = ["-c", SNIFFWRITES_WITHOUT_BPF_LOOP] if bounded else ["-m", "sniffwrites.cli"]
     return [sys.executable] + start + ["monitor"] + [str(a) for a in args]
 
 

@@ -9,6 +9,7 @@ only in the VMs of tools/kernel_matrix.py.
 """
 
 import functools
+import os
 
 from pybpf.dsl.kernel_types import using_btf
 from pybpf.kernel.btf import BTF, VMLINUX_PATH
@@ -27,3 +28,13 @@ def _btf_without(enumerator: bytes) -> BTF:
 def without_bpf_loop():
     """``using_btf()`` for a kernel before 5.17, which has no ``bpf_loop``."""
     return using_btf(_btf_without(b"BPF_FUNC_loop"))
+
+
+#: ``python3 -c`` code that runs the sniffwrites command line (arguments
+#: after it) as a kernel without ``bpf_loop`` builds it: bounded loops.
+SNIFFWRITES_WITHOUT_BPF_LOOP = (
+    "import sys; sys.path.insert(0, %r)\n"
+    "from older_kernels import without_bpf_loop\n"
+    "from sniffwrites.cli import main\n"
+    "with without_bpf_loop():\n"
+    "    main(prog_name='sniffwrites')\n" % os.path.dirname(os.path.abspath(__file__)))

@@ -10,10 +10,11 @@ import threading
 import pytest
 
 from pybpf.dsl import ArrayMap, Collection, Config, Struct, char, s32, tracepoint, u32
+from pybpf.dsl.kernel_types import kernel_has_helper
 from pybpf.kernel.btf import vmlinux
 from pybpf.programs import lib_paths
-from pybpf.programs.lib_paths import (PATH_DELETED, PATH_PSEUDO, PATH_TRUNCATED, display_path,
-                                      kernel_dev, user_dev)
+from pybpf.programs.lib_paths import (MAX_LEVELS_BOUNDED, PATH_DELETED, PATH_PSEUDO,
+                                      PATH_TRUNCATED, display_path, kernel_dev, user_dev)
 
 import path_walkers
 from older_kernels import without_bpf_loop
@@ -83,6 +84,8 @@ def walker(request):
     else:
         with without_bpf_loop():
             loaded = Walker()
+            assert "call bpf_loop" not in path_walkers.walk_fd.disasm()
+    loaded.bounded = request.param == "bounded" or not kernel_has_helper("bpf_loop")
     yield loaded
     loaded.close()
 
@@ -198,6 +201,22 @@ def test_a_walk_deeper_than_its_bound_is_the_truncated_tail(walker, opened, tmp_
     expected = os.readlink("/proc/self/fd/%d" % fd).encode()
     assert expected.endswith(path) and path.endswith(b"/d15/file")
     assert path.count(b"/") == path_walkers.SHORT_STEPS
+
+
+def test_the_default_bound_without_bpf_loop_cuts_and_flags(walker, opened, tmp_path):
+    """MAX_LEVELS_BOUNDED levels where the walk is bounded loops; the whole
+    path where it is bpf_loop (MAX_LEVELS)."""
+    deep = tmp_path.joinpath(*("d%d" % i for i in range(MAX_LEVELS_BOUNDED + 6)))
+    deep.mkdir(parents=True)
+    fd = opened(str(deep / "file"), os.O_CREAT | os.O_RDWR)
+    if not walker.bounded:
+        assert_walks_like_readlink(walker, fd)
+        return
+    info, path, _ = walker.walk(fd)
+    assert info.flags == PATH_TRUNCATED
+    assert os.readlink("/proc/self/fd/%d" % fd).encode().endswith(path)
+    assert path.endswith(b"/d%d/file" % (MAX_LEVELS_BOUNDED + 5))
+    assert path.count(b"/") == MAX_LEVELS_BOUNDED
 
 
 def test_a_path_longer_than_path_max_is_the_truncated_tail(walker, tmp_path):
