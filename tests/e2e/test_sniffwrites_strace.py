@@ -51,7 +51,9 @@ def monitor_cmd(*args, bounded=False):
     return [sys.executable] + start + ["monitor"] + [str(a) for a in args]
 
 
-def wait_for(path, proc, timeout=30.0):
+def wait_for(path, proc, timeout=100.0):
+    """Until ``proc`` wrote ``path`` (a hang guard, not a speed check: a cold
+    build in an emulated guest of tools/kernel_matrix.py takes ~35 s)."""
     deadline = time.monotonic() + timeout
     while not os.path.exists(path) or not os.path.getsize(path):
         if proc.poll() is not None:
