@@ -11,7 +11,7 @@ per kernel and prints a table of results and one of feature-probe answers::
     sudo python3 tools/kernel_matrix.py --kernel 6.1 --tests tests/kernel/test_maps.py
     sudo python3 tools/kernel_matrix.py --setup-only     # just prepare the cache
     sudo python3 tools/kernel_matrix.py --kernel host --kernel 6.1 --kernel 6.12 \
-        --budget 840 --junit-dir build/kernel-matrix \
+        --budget 840 --timeout 330 --retries 1 --junit-dir build/kernel-matrix \
         --markdown build/kernel-matrix/matrix.md         # what .ci/run runs
 
 Setup is idempotent and cached in ``--cache`` (default
@@ -46,11 +46,14 @@ there, with ``PYTHONPATH`` pointing at it) and the results (``out/junit.xml``,
 ``out/pytest.log``, ``console.log``). Inside, the host's own interpreter runs
 ``tools/kernel_matrix/guest_run.py`` by full path, with ``TMPDIR`` on a tmpfs
 of its own (no test bounds its own run time: timings live in tools/bench.py,
-so the ~14x slower emulation changes no outcome). Each test has ``--test-timeout`` seconds, each
-kernel ``--timeout`` (a killed run still reports the tests it finished and
-the one it was running, from the progress log), all kernels together
-``--budget``. Nothing kernel-specific is decided here: the tests decide with
-feature probes and BTF, as the library does.
+so the ~14x slower emulation changes no outcome). Each test has
+``--test-timeout`` seconds, each kernel ``--timeout`` (a killed run still
+reports the tests it finished and the one it was running, from the progress
+log, and the guest kernel's console is in ``console.log``), setup and all
+kernels together ``--budget``. ``--retries`` runs a kernel again when it
+timed out with nothing failed (an emulated guest can hang); failing tests
+are never run again. Nothing kernel-specific is decided here: the tests
+decide with feature probes and BTF, as the library does.
 
 Exit status: 0 when every selected kernel ran every test and none failed; 1
 when a test failed or a kernel produced no results; 2 on a setup error.
@@ -68,7 +71,7 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUPPORT = os.path.join("tools", "kernel_matrix")
@@ -458,6 +461,8 @@ class KernelRun:
     test_seconds: Optional[float] = None
     wall_seconds: Optional[float] = None
     features: Dict[str, object] = field(default_factory=dict)
+    timed_out: bool = False       # killed by --timeout (a hung guest, or a slow one)
+    earlier: List[str] = field(default_factory=list)   # why earlier attempts were retried
 
     def counts(self, file: Optional[str] = None) -> Dict[str, int]:
         counts = {PASSED: 0, FAILED: 0, ERROR: 0, SKIPPED: 0}
@@ -674,15 +679,21 @@ def failures(runs: Sequence[KernelRun]) -> List[str]:
     return out
 
 
+def retried(runs: Sequence[KernelRun]) -> List[str]:
+    """Why kernels were run again: their earlier attempts timed out."""
+    return ["%s: attempt %d %s" % (r.label, attempt, why)
+            for r in runs for attempt, why in enumerate(r.earlier, 1)]
+
+
 def report(runs: Sequence[KernelRun], markdown: bool = False) -> str:
     render = render_markdown if markdown else render_text
     parts = [render(*table_rows(runs))]
     if any(r.features for r in runs):
         parts.append(render(*feature_rows(runs)))
-    problems = failures(runs)
-    if problems:
-        parts.append(("Failures:\n" if not markdown else "Failures:\n\n")
-                     + "\n".join(("- " if markdown else "  ") + p for p in problems))
+    for title, lines in (("Failures", failures(runs)), ("Run again (--retries)", retried(runs))):
+        if lines:
+            parts.append(title + (":\n\n" if markdown else ":\n")
+                         + "\n".join(("- " if markdown else "  ") + line for line in lines))
     return "\n\n".join(parts) + "\n"
 
 
@@ -778,8 +789,11 @@ def run_kernel(label: str, cache: str, tests: Sequence[str], *, test_timeout: fl
     else:
         env["PATH"] = os.path.dirname(vng) + os.pathsep + env.get("PATH", "")
         guest_cmd = "cd %s && exec %s" % (shlex.quote(repo_copy), shlex.join(runner))
+        # --verbose: the guest kernel's console goes to console.log too, so a
+        # guest that hangs still says why (lockups, RCU stalls, oopses)
         cmd = [vng, "--run", vmlinuz, "--disable-kvm", "--user", "root", "--cpus", str(cpus),
-               "--memory", memory, "--rwdir", work, "--cwd", repo_copy, "--exec", guest_cmd]
+               "--memory", memory, "--rwdir", work, "--cwd", repo_copy, "--verbose",
+               "--exec", guest_cmd]
     log("%s: %s" % (label, "running on the host" if label == HOST else "booting %s" % vmlinuz))
     started = time.time()
     console = os.path.join(work, "console.log")
@@ -808,6 +822,7 @@ def run_kernel(label: str, cache: str, tests: Sequence[str], *, test_timeout: fl
             raise
     wall = time.time() - started
     result = load_run(label, out)
+    result.timed_out = killed
     if killed:
         # pytest writes JUnit only at its end: take what the progress log has
         try:
@@ -880,6 +895,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="seconds for setup and all kernels together (0: no limit); each "
                              "kernel gets at most what is left, and kernels with under a minute "
                              "left are reported as not run")
+    parser.add_argument("--retries", type=int, default=0,
+                        help="run a kernel again (at most this many times) when it timed out "
+                             "with no test failed: an emulated guest can hang; the report "
+                             "says so")
     parser.add_argument("--test-timeout", type=float, default=120,
                         help="seconds one test may take inside a kernel")
     parser.add_argument("--markdown", metavar="FILE", help="write the tables as Markdown here")
@@ -900,6 +919,31 @@ def kernel_labels(chosen: Optional[Sequence[str]]) -> List[str]:
     if not chosen or "all" in chosen:
         return [HOST] + list(SERIES)
     return [label for label in KERNEL_CHOICES if label in chosen]
+
+
+def run_with_retries(label: str, run_once: Callable[[float], KernelRun], timeout: float,
+                     budget_end: Optional[float], retries: int) -> KernelRun:
+    """``run_once(timeout)``, again (up to ``retries`` times) while it times
+    out with no test failed: an emulated guest can hang, and a hang says
+    nothing about our code. Failing tests are never retried; each attempt
+    gets at most what is left of the budget, and none starts with under a
+    minute left."""
+    earlier: List[str] = []
+    while True:
+        limit = timeout if budget_end is None else min(timeout, budget_end - time.time())
+        if limit < 60:
+            result = KernelRun(label, problem="not run: the --budget was used up")
+            log("%s: %s" % (label, result.problem))
+            break
+        result = run_once(limit)
+        counts = result.counts()
+        if not (result.timed_out and not counts[FAILED] + counts[ERROR]
+                and len(earlier) < retries):
+            break
+        earlier.append(result.problem)
+        log("%s: %s; running it again (--retries)" % (label, result.problem))
+    result.earlier = earlier
+    return result
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -930,18 +974,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     runs = []
     for label in labels:
         info = kernels.get(label, {})
-        timeout = args.timeout
-        if budget_end is not None:
-            timeout = min(timeout, budget_end - time.time())
-            if timeout < 60:
-                runs.append(KernelRun(label, problem="not run: the --budget of %.0f s was used up"
-                                      % args.budget))
-                log("%s: %s" % (label, runs[-1].problem))
-                continue
-        runs.append(run_kernel(label, cache, tests, test_timeout=args.test_timeout,
-                               timeout=timeout, vng=setup.vng,
-                               vmlinuz=info.get("vmlinuz", ""), memory=args.memory,
-                               cpus=args.cpus, features=not args.no_features, repo=repo))
+
+        def run_once(timeout: float, label: str = label, info: Dict[str, str] = info) -> KernelRun:
+            return run_kernel(label, cache, tests, test_timeout=args.test_timeout,
+                              timeout=timeout, vng=setup.vng, vmlinuz=info.get("vmlinuz", ""),
+                              memory=args.memory, cpus=args.cpus,
+                              features=not args.no_features, repo=repo)
+        runs.append(run_with_retries(label, run_once, args.timeout, budget_end, args.retries))
         if args.junit_dir:
             os.makedirs(args.junit_dir, exist_ok=True)
             src = os.path.join(cache, "runs", label, "out", "junit.xml")

@@ -387,3 +387,49 @@ def test_the_copy_imports_its_own_mapped_packages(tmp_path):
     assert os.path.islink(str(copy / "pybpf" / "programs"))
     assert os.path.realpath(str(copy / "pybpf" / "programs")) == str(copy / "programs")
     assert not (copy / ".git").exists()
+
+
+# --- retries ------------------------------------------------------------------------------
+
+def attempts(*results):
+    """A ``run_once`` that answers ``results`` in turn and records its limits."""
+    limits = []
+
+    def run_once(limit):
+        limits.append(limit)
+        return results[len(limits) - 1]
+    return run_once, limits
+
+
+def hung(*outcomes):
+    return km.KernelRun("6.1", cases=[km.Case("tests/kernel/test_maps.py", "test_%d" % i, o)
+                                      for i, o in enumerate(outcomes)],
+                        problem="timed out after 300 s (--timeout) while running x",
+                        timed_out=True)
+
+
+def test_a_hung_guest_is_run_again_and_the_report_says_so():
+    good = km.KernelRun("6.1", cases=[km.Case("tests/kernel/test_maps.py", "test_a", "passed")])
+    run_once, limits = attempts(hung("passed"), good)
+    result = km.run_with_retries("6.1", run_once, 300, None, retries=1)
+    assert result is good and result.ok and limits == [300, 300]
+    text = km.report([result])
+    assert "Run again (--retries):\n  6.1: attempt 1 timed out after 300 s" in text
+    assert "Failures" not in text
+
+
+def test_failures_are_never_retried_and_retries_are_counted():
+    failing = hung("passed", "failed")
+    run_once, limits = attempts(failing)
+    assert km.run_with_retries("6.1", run_once, 300, None, retries=3) is failing
+    assert len(limits) == 1
+    run_once, limits = attempts(hung(), hung(), hung())
+    result = km.run_with_retries("6.1", run_once, 300, None, retries=2)
+    assert len(limits) == 3 and len(result.earlier) == 2 and not result.ok
+
+
+def test_no_attempt_starts_with_under_a_minute_of_budget_left():
+    import time
+    run_once, limits = attempts(hung())
+    result = km.run_with_retries("6.1", run_once, 300, time.time() + 30, retries=1)
+    assert limits == [] and "budget" in result.problem and not result.ok
