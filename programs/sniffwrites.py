@@ -541,6 +541,22 @@ def read_text(p, slot, which, address):
     return t
 
 
+def report_path_op(p, names, op, ret, file_id, aux, nr, flags):
+    """A path-based operation: the Text records of its ``names`` (1, or 2
+    for a rename: ``texts`` slots 0 and 1), then its Io record. Returns from
+    the program."""
+    slots = [texts.lookup(slot) for slot in range(names)]
+    missing = slots[0].is_null
+    for t in slots[1:]:
+        missing = missing | t.is_null
+    with p.if_(missing):
+        p.return_(0)
+    for t in slots:
+        send_text(p, t)
+    emit_io(p, op, -1, ret, file_id, aux, nr, flags)
+    p.return_(0)
+
+
 def send_text(p, t):
     """The Text record: its header and the string's bytes (with the NUL)."""
     size = p.var(u32, u32(t.length))
@@ -781,12 +797,7 @@ def open_call(p, call: Ptr(Call)) -> s64:
         start = path_start(p, 0, dirfd)
         with p.if_(start < 0):
             p.return_(0)
-        t = texts.lookup(0)
-        with p.if_(t.is_null):
-            p.return_(0)
-        send_text(p, t)
-        emit_io(p, OP_OPEN, -1, ret, u64(start) >> 8, flags, call.nr, IO_PATH_OP)
-        p.return_(0)
+        report_path_op(p, 1, OP_OPEN, ret, u64(start) >> 8, flags, call.nr, IO_PATH_OP)
     key = p.stack(FdKey)
     key.tgid = call.tgid
     key.fd = u32(ret)
@@ -931,22 +942,10 @@ def path_call(p, call: Ptr(Call)) -> s64:
             p.return_(0)
         with p.if_(start2 > 0):
             aux.set(u64(start2) >> 8)
-        t = texts.lookup(0)
-        t2 = texts.lookup(1)
-        with p.if_(t.is_null | t2.is_null):
-            p.return_(0)
-        send_text(p, t)
-        send_text(p, t2)
-        emit_io(p, op, -1, call.ret, file_id, aux, call.nr, flags)
-        p.return_(0)
+        report_path_op(p, 2, op, call.ret, file_id, aux, call.nr, flags)
     with p.if_(start < 0):
         p.return_(0)
-    t = texts.lookup(0)
-    with p.if_(t.is_null):
-        p.return_(0)
-    send_text(p, t)
-    emit_io(p, op, -1, call.ret, file_id, aux, call.nr, flags)
-    p.return_(0)
+    report_path_op(p, 1, op, call.ret, file_id, aux, call.nr, flags)
 
 
 @tracepoint("syscalls", "sys_enter_close")
