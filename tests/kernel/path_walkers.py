@@ -54,7 +54,9 @@ def _or_matched(results):
 _hooks = {walked: _or_matched(walked), small: _or_matched(small)}
 
 
-def _walk(p, ctx, results, **options):
+def _walk(p, ctx, results, hooked=True, **options):
+    """Walk descriptor ``ctx.args[0]`` into ``results``; ``hooked``: with
+    the watched-directory test on each ancestor."""
     out = results.lookup(u32(0))
     with p.if_(out.is_null):
         p.return_(1)
@@ -62,8 +64,10 @@ def _walk(p, ctx, results, **options):
     file = file_of_fd(p, task, ctx.args[0])
     with p.if_(file.is_null):
         p.return_(NO_FILE)
-    out.matched = 0
-    emit_path(p, file, out.path, out.info, task=task, on_ancestor=_hooks[results], **options)
+    if hooked:
+        out.matched = 0
+        options["on_ancestor"] = _hooks[results]
+    emit_path(p, file, out.path, out.info, task=task, **options)
 
 
 @raw_tracepoint("sys_enter")
@@ -84,14 +88,7 @@ def walk_fd_small(p, ctx):
 @raw_tracepoint("sys_enter")
 def walk_fd_plain(p, ctx):
     """The walk without a hook: what a path costs by itself."""
-    out = walked.lookup(u32(0))
-    with p.if_(out.is_null):
-        p.return_(1)
-    task = p.current_task()
-    file = file_of_fd(p, task, ctx.args[0])
-    with p.if_(file.is_null):
-        p.return_(NO_FILE)
-    emit_path(p, file, out.path, out.info, task=task)
+    _walk(p, ctx, walked, hooked=False)
 
 
 @raw_tracepoint("sys_enter")
