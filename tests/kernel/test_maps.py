@@ -12,8 +12,7 @@ import uuid
 import construct
 import pytest
 
-from kernel_objects import (assert_no_new_fds, assert_no_new_objects, load_trivial_program,
-                            open_fds, snapshot)
+from kernel_objects import load_trivial_program
 from pybpf.errors import BPFError, MapFullError, NotFoundError, UnsupportedFeature
 from pybpf.kernel import map_spec, maps, objects, pin, sys
 from pybpf.kernel.maps import BPF_EXIST, BPF_NOEXIST, Map, MapSpec
@@ -59,13 +58,6 @@ def pin_dir():
     yield path
     shutil.rmtree(path)
 
-
-@pytest.fixture
-def no_leaks():
-    before, fds = snapshot(), open_fds()
-    yield
-    assert_no_new_fds(fds)
-    assert_no_new_objects(before)
 
 
 def create(spec, name):

@@ -8,7 +8,6 @@ kernel. Both ways of attaching are tested: BPF links (XDP, tcx) and netlink
 import contextlib
 
 import pytest
-from kernel_objects import assert_no_new_fds, assert_no_new_objects, open_fds, snapshot
 from netns import VethPair, inside, receive
 from packets import totals
 
@@ -35,13 +34,6 @@ def pair():
     finally:
         veth.remove()
 
-
-@pytest.fixture
-def no_leaks():
-    before, fds = snapshot(), open_fds()
-    yield
-    assert_no_new_objects(before)
-    assert_no_new_fds(fds)
 
 
 def method(use_link):

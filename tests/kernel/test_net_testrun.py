@@ -3,7 +3,6 @@ interface, just packets in and verdicts and counters out. The packets are
 built from ``pybpf.net``'s declarations (``packets.py``)."""
 
 import pytest
-from kernel_objects import assert_no_new_fds, assert_no_new_objects, open_fds, snapshot
 from packets import arp, icmp4, ipv4, ipv6, tcp4, udp, udp4, totals
 
 import pybpf.programs.tc_drop_port as tc_drop_port
@@ -15,13 +14,6 @@ from pybpf.net import IP_MF, IPPROTO_TCP, IPPROTO_UDP, TC_ACT_OK, TC_ACT_SHOT, X
 
 PORT = 5353
 
-
-@pytest.fixture
-def no_leaks():
-    before, fds = snapshot(), open_fds()
-    yield
-    assert_no_new_objects(before)
-    assert_no_new_fds(fds)
 
 
 @pytest.mark.parametrize("declared, kernel", [(XdpMd, "xdp_md"), (SkBuff, "__sk_buff")])

@@ -4,7 +4,6 @@ import os
 
 import pytest
 from emitters import TRACEPOINT, config_maps, counter_program
-from kernel_objects import assert_no_new_fds, assert_no_new_objects, open_fds, snapshot
 
 from pybpf.errors import NotFoundError, UnsupportedFeature
 from pybpf.kernel import link, mounts, tracefs
@@ -13,13 +12,6 @@ from pybpf.kernel.prog import (BPF_PROG_TYPE_RAW_TRACEPOINT, BPF_PROG_TYPE_TRACE
 
 CALLS = 500
 
-
-@pytest.fixture
-def no_leaks():
-    before, fds = snapshot(), open_fds()
-    yield
-    assert_no_new_objects(before)
-    assert_no_new_fds(fds)
 
 
 def test_tracefs_is_found_or_mounted():
