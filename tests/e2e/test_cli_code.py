@@ -11,13 +11,13 @@
   log with the DSL line at fault marked.
 """
 
-import difflib
 import json
 import os
 import re
 import shutil
 import subprocess
 
+import golden
 import pytest
 from cli_run import REPO, pybpf
 
@@ -26,7 +26,6 @@ from pybpf import asm_text
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "golden")
 SAMPLE = os.path.join(GOLDEN, "sample.s")
-UPDATE_GOLDEN = os.environ.get("PYBPF_UPDATE_GOLDEN") == "1"
 LLVM_OBJDUMP = "llvm-objdump-19"
 # programs/lib_*.py are DSL libraries that programs call: they define none.
 SHIPPED = sorted(name[:-3] for name in os.listdir(os.path.join(REPO, "programs"))
@@ -34,21 +33,7 @@ SHIPPED = sorted(name[:-3] for name in os.listdir(os.path.join(REPO, "programs")
 
 
 def matches_golden(name: str, text: str) -> None:
-    """``text`` equals ``golden/<name>``; with PYBPF_UPDATE_GOLDEN=1 it becomes it."""
-    path = os.path.join(GOLDEN, name)
-    if UPDATE_GOLDEN:
-        with open(path, "w") as f:
-            f.write(text)
-        return
-    if not os.path.exists(path):
-        pytest.fail("no golden file %s; create it with PYBPF_UPDATE_GOLDEN=1" % path)
-    with open(path) as f:
-        expected = f.read()
-    if text != expected:
-        diff = "".join(difflib.unified_diff(expected.splitlines(True), text.splitlines(True),
-                                            "golden/" + name, "now"))
-        pytest.fail("output differs from golden/%s (PYBPF_UPDATE_GOLDEN=1 regenerates it):\n%s"
-                    % (name, diff))
+    golden.matches_golden(os.path.join(GOLDEN, name), text)
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,11 @@ here as a diff to review; when it is intended, regenerate with
 and commit the new files with the change.
 """
 
-import difflib
 import os
 
 import pytest
 
+import golden
 import golden_programs
 from pybpf import disasm
 from pybpf.dsl import Program
@@ -19,7 +19,6 @@ from pybpf.dsl import Program
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 GOLDEN = os.path.join(HERE, "golden")
-UPDATE = os.environ.get("PYBPF_UPDATE_GOLDEN") == "1"
 
 PROGRAMS = [value for value in vars(golden_programs).values() if isinstance(value, Program)]
 
@@ -35,18 +34,4 @@ def listing(program: Program) -> str:
 def test_golden_disassembly(program, monkeypatch):
     monkeypatch.chdir(ROOT)   # source paths print relative to the repository
     actual = listing(program)
-    path = os.path.join(GOLDEN, program.name + ".txt")
-    if UPDATE:
-        os.makedirs(GOLDEN, exist_ok=True)
-        with open(path, "w") as out:
-            out.write(actual)
-        return
-    if not os.path.exists(path):
-        pytest.fail("no golden file %s; create it with PYBPF_UPDATE_GOLDEN=1" % path)
-    with open(path) as stored:
-        expected = stored.read()
-    if actual != expected:
-        diff = "".join(difflib.unified_diff(expected.splitlines(True), actual.splitlines(True),
-                                            "golden/" + program.name + ".txt", "now"))
-        pytest.fail("code generation changed (regenerate with PYBPF_UPDATE_GOLDEN=1 if "
-                    "intended):\n" + diff)
+    golden.matches_golden(os.path.join(GOLDEN, program.name + ".txt"), actual)
