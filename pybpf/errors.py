@@ -107,7 +107,10 @@ def strerror(err: int) -> str:
     return os.strerror(err)
 
 
-_PRIVILEGE_HINT = ("run as root, or grant CAP_BPF and CAP_PERFMON (CAP_SYS_ADMIN on kernels "
+_POLICY_HINT = ("it has the feature, so privileges or a policy stand in the way: run as root "
+                "with CAP_SYS_ADMIN, or look for an LSM (SELinux, AppArmor, BPF LSM), kernel "
+                "lockdown or a sysctl (kernel.unprivileged_bpf_disabled) that denies it")
+PRIVILEGE_HINT = ("run as root, or grant CAP_BPF and CAP_PERFMON (CAP_SYS_ADMIN on kernels "
                    "before 5.8); also check kernel.unprivileged_bpf_disabled and "
                    "kernel.perf_event_paranoid")
 
@@ -139,7 +142,7 @@ class BPFPermissionError(BPFError, PermissionError):
     """EPERM/EACCES from a call that needs privileges."""
 
     def __init__(self, err: int, op: str, message: str = ""):
-        super().__init__(err, op, message or "%s; %s" % (strerror(err), _PRIVILEGE_HINT))
+        super().__init__(err, op, message or "%s; %s" % (strerror(err), PRIVILEGE_HINT))
 
 
 class UnsupportedFeature(BPFError):
@@ -159,6 +162,20 @@ class UnsupportedFeature(BPFError):
         if detail:
             hint += ": %s" % detail
         super().__init__(err, op, hint)
+
+
+class FeatureRefused(BPFPermissionError):
+    """The running kernel knows ``feature`` but refuses it to this process
+    (EPERM/EACCES before anything was checked): privileges or a policy (an
+    LSM, lockdown, a sysctl), not the kernel's age, stand in the way."""
+
+    def __init__(self, feature: str, op: str = "feature probe", err: int = _errno.EPERM,
+                 detail: str = ""):
+        self.feature = feature
+        message = "this kernel refuses %s to this process" % feature
+        if detail:
+            message += " (%s)" % detail
+        super().__init__(err, op, "%s; %s" % (message, _POLICY_HINT))
 
 
 class MapFullError(BPFError):

@@ -63,20 +63,28 @@ def explain(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
+# Probe answers sniffwrites cannot run without (BTF: loading it, for the
+# programs' line info and the bpf_loop callbacks).
+NEEDED_FEATURES = ("ringbuf", "bpf_probe_read_kernel", "btf")
+
+
 def missing_feature() -> Optional[str]:
-    """What this kernel lacks that sniffwrites needs (asked only after a
-    failure: probing costs start-up time)."""
+    """What this kernel lacks, or refuses us, that sniffwrites needs (asked
+    only after a failure: probing costs start-up time)."""
     from pybpf.kernel import features
     try:
         found = features.probe()
     except Exception:    # a failed probe says nothing useful here
         return None
-    for name, since in (("ringbuf", "5.8"), ("bpf_probe_read_kernel", "5.5")):
-        if not found.answer(name).available:
+    for name in NEEDED_FEATURES:
+        answer = found.answer(name)
+        if answer.state == features.ABSENT:
             return "this kernel lacks %s (added in Linux %s); sniffwrites needs it" % (
-                name, since)
-    if not found.btf:
-        return "this kernel has no BTF (/sys/kernel/btf/vmlinux); sniffwrites needs it"
+                name, features.SINCE[name])
+        if answer.state == features.REFUSED:
+            return ("this kernel has %s but refuses it to sniffwrites (%s): missing capabilities "
+                    "or a policy (an LSM, lockdown, a sysctl) stand in the way" % (name,
+                                                                                   answer.detail))
     return None
 
 

@@ -31,3 +31,30 @@ def pytest_runtest_makereport(item, call):
         # Under CI a skip is a failure: every test must really run.
         report.outcome = "failed"
         report.longrepr = "skipped under CI=true, which is not allowed: %s" % (report.longrepr,)
+
+
+@pytest.fixture(params=["host", "present", "absent", "refused"])
+def probe_says(request, monkeypatch):
+    """Run a test once with this host's own probe answers and once for each
+    answer a feature probe can give (present, absent, refused), forced.
+
+    Hosts differ: one kernel build says a map type is absent where another
+    refuses it (EPERM), so code that acts on a probe must be right for every
+    answer. ``probe_says(*names)`` forces the answer for those features and
+    returns the (forced) ``Features``; ``probe_says.state`` is the answer
+    forced (``"host"``: none), and ``probe_says.host(name)`` the host's own.
+    """
+    from pybpf.kernel import features
+    host = features.probe()
+
+    def force(*names):
+        if request.param == "host":
+            return host
+        forced = host.assuming({name: features.Answer(request.param, "forced by the test")
+                                for name in names})
+        monkeypatch.setattr(features, "_features", forced)
+        return forced
+
+    force.state = request.param
+    force.host = host.answer
+    return force

@@ -11,7 +11,11 @@ from .common import json_option, print_json
 @click.command("features", help="""Probe what this kernel supports and print it.
 
 Each answer comes from asking the kernel (creating a map, loading a tiny
-program); "no" comes with the kernel's reason.
+program) and is one of three: "yes"; "no", the kernel does not know it
+(EINVAL and the like: a newer kernel has it); "refused", the kernel knows it
+but will not let us use it (EPERM/EACCES: capabilities, an LSM, lockdown or
+a sysctl stand in the way). "no" and "refused" come with the kernel's
+reason; --json gives each as {"available", "state", "detail"}.
 
 \b
 Example:

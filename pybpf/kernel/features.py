@@ -4,7 +4,11 @@ its version number.
 Each probe is a tiny request the kernel either grants or refuses: create a
 map of each type with minimal valid parameters, load ``r0 = 0; exit`` as each
 program type, load a call of a helper and read the verifier's complaint, and
-so on. Kernels are patched and configured in too many ways for a version to
+so on. A refusal is one of two answers (:class:`Answer`): the kernel does not
+know the thing (:data:`ABSENT`), or knows it and refuses it to this process
+(:data:`REFUSED`: EPERM/EACCES from a capability check, an LSM, lockdown). One
+VM build of the same kernel answered EPERM for ARENA maps where another said
+EINVAL, so callers must handle all three. Kernels are patched and configured in too many ways for a version to
 say which of these work (a distribution's 5.14 may have 6.1's ring buffer; a
 6.18 may refuse TRACING programs, as this project's test VM does).
 
@@ -21,6 +25,8 @@ back to the perf buffer.
 >>> f.require("BPF_LINK_TYPE_NETKIT")                     # doctest: +SKIP
 Traceback (most recent call last):
 UnsupportedFeature: feature probe failed (EINVAL): this kernel does not support ...
+>>> f.answer("BPF_MAP_TYPE_ARENA")                        # doctest: +SKIP
+Answer(state='refused', detail='EPERM')
 """
 
 import ctypes
@@ -34,7 +40,8 @@ from typing import Callable, Dict, FrozenSet, List, Optional, Tuple, Union
 
 from .. import isa
 from ..asm import helper_id
-from ..errors import ENOTSUPP, UnsupportedFeature, errno_name, last_log_message
+from ..errors import (ENOTSUPP, FeatureRefused, UnsupportedFeature, errno_name,
+                      last_log_message)
 from . import objects
 from . import sys as _sys
 from .objects import (ATTACH_TYPES, LINK_TYPES, MAP_TYPES, PROG_TYPES, BPF_CGROUP_GETSOCKOPT,
@@ -61,13 +68,48 @@ SINCE.update((MAP_TYPES.name(value), since) for value, since in MAP_TYPE_SINCE.i
 _GROUPS = ("map_types", "prog_types", "link_types", "other")
 
 
+# What a probe can answer. A kernel that does not know a feature answers
+# EINVAL (or E2BIG, EOPNOTSUPP, a verifier complaint); one that knows it but
+# will not let this process use it answers EPERM or EACCES before verifying
+# anything: a missing capability, an LSM, lockdown, or a sysctl such as
+# kernel.unprivileged_bpf_disabled. The two need different fixes (a newer
+# kernel, or other privileges or policy), so they are different answers.
+PRESENT = "present"
+ABSENT = "absent"
+REFUSED = "refused"
+STATES = (PRESENT, ABSENT, REFUSED)
+
+
 @dataclass(frozen=True)
 class Answer:
-    """One probe's answer; ``detail`` says why not (errno and the kernel's
-    words), or what a yes means when it needs saying."""
+    """One probe's answer: ``state`` is one of :data:`STATES`; ``detail``
+    says why not (errno and the kernel's words), or what a yes means when it
+    needs saying."""
 
-    available: bool
+    state: str
     detail: str = ""
+
+    def __post_init__(self):
+        if self.state not in STATES:
+            raise ValueError("a probe answer is one of %s, not %r" % (", ".join(STATES),
+                                                                      self.state))
+
+    @property
+    def available(self) -> bool:
+        return self.state == PRESENT
+
+    @classmethod
+    def from_errno(cls, err: int, log: str = "", context: str = "") -> "Answer":
+        """The answer for a refusal: EPERM/EACCES without a verifier log is
+        policy (:data:`REFUSED`), anything else means the kernel lacks the
+        feature (:data:`ABSENT`). ``context`` prefixes the detail."""
+        state = REFUSED if err in _POLICY_ERRNOS and not log.strip() else ABSENT
+        detail = _refusal(err, log)
+        return cls(state, "%s: %s" % (context, detail) if context else detail)
+
+
+_POLICY_ERRNOS = (_errno.EPERM, _errno.EACCES)
+_YES = Answer(PRESENT)
 
 
 def _refusal(err: int, log: str = "") -> str:
@@ -119,16 +161,17 @@ def _probe_prog_type(prog_type: int) -> Answer:
     ret, log = _load(prog_type)
     if ret >= 0:
         FD(ret).close()
-        return Answer(True)
+        return _YES
     err = -ret
     needs = _NEEDS_TARGET.get(prog_type)
     # The verifier (or ENOTSUPP from the struct_ops lookup) spoke: the type is known.
     if needs and (log.strip() or err == ENOTSUPP):
-        return Answer(True, "known; loading one needs %s" % needs)
-    detail = _refusal(err, log)
+        return Answer(PRESENT, "known; loading one needs %s" % needs)
+    answer = Answer.from_errno(err, log)
     if needs:
-        detail += " before verification; loading one needs %s" % needs
-    return Answer(False, detail)
+        return Answer(answer.state, "%s before verification; loading one needs %s"
+                      % (answer.detail, needs))
+    return answer
 
 
 # --- maps ---------------------------------------------------------------------------------
@@ -168,12 +211,12 @@ def _probe_map_type(short: str, btf_fd: Optional[FD], inner_fd: Optional[FD]) ->
     extra: Dict[str, int] = {}
     if short in _NEEDS_BTF:
         if btf_fd is None:
-            return Answer(False, "not probed: needs BTF, which this kernel cannot load")
+            return Answer(ABSENT, "not probed: needs BTF, which this kernel cannot load")
         extra = dict(btf_fd=btf_fd.fileno(), btf_key_type_id=_BTF_INT,
                      btf_value_type_id=_BTF_LONG)
     elif short in _NEEDS_INNER_MAP:
         if inner_fd is None:
-            return Answer(False, "not probed: no inner array map")
+            return Answer(ABSENT, "not probed: no inner array map")
         extra = dict(inner_map_fd=inner_fd.fileno())
     elif short == "STRUCT_OPS":
         # No struct_ops type has BTF id 1 in vmlinux: a kernel that has
@@ -182,10 +225,10 @@ def _probe_map_type(short: str, btf_fd: Optional[FD], inner_fd: Optional[FD]) ->
     ret = _create_map(MAP_TYPES.value(short), key_size, value_size, max_entries, flags, **extra)
     if ret >= 0:
         FD(ret).close()
-        return Answer(True)
+        return _YES
     if short == "STRUCT_OPS" and -ret == ENOTSUPP:
-        return Answer(True, "known; creating one needs a struct_ops type")
-    return Answer(False, _refusal(-ret))
+        return Answer(PRESENT, "known; creating one needs a struct_ops type")
+    return Answer.from_errno(-ret)
 
 
 # --- BTF ----------------------------------------------------------------------------------
@@ -214,8 +257,8 @@ def _load_btf(blob: bytes) -> Tuple[Optional[FD], Answer]:
     attr = _sys.BTFLoadAttr(btf=_sys.address(buffer), btf_size=len(blob))
     ret = _sys.bpf_errno(_sys.BPF_BTF_LOAD, attr)
     if ret < 0:
-        return None, Answer(False, _refusal(-ret))
-    return FD(ret), Answer(True)
+        return None, Answer.from_errno(-ret)
+    return FD(ret), _YES
 
 
 # --- links --------------------------------------------------------------------------------
@@ -263,8 +306,8 @@ _LINK_PROBES: Dict[str, _LinkProbe] = {
 def _probe_link(probe: _LinkProbe) -> Answer:
     ret, log = _load(probe.prog_type)
     if ret < 0:
-        return Answer(False, "cannot load a %s program: %s"
-                      % (PROG_TYPES.short(probe.prog_type), _refusal(-ret, log)))
+        return Answer.from_errno(-ret, log, "cannot load a %s program"
+                                 % PROG_TYPES.short(probe.prog_type))
     with FD(ret) as prog_fd:
         target = probe.target() if callable(probe.target) else probe.target
         attr = _sys.LinkCreateAttr(prog_fd=prog_fd.fileno(), target_fd=target,
@@ -272,31 +315,31 @@ def _probe_link(probe: _LinkProbe) -> Answer:
         ret = _sys.bpf_errno(_sys.BPF_LINK_CREATE, attr)
     if ret >= 0:  # never expected with these targets, but then it surely works
         FD(ret).close()
-        return Answer(True)
+        return _YES
     if -ret == probe.supported_errno:
-        return Answer(True)
-    return Answer(False, "BPF_LINK_CREATE with %s: %s"
-                  % (ATTACH_TYPES.name(probe.attach_type), _refusal(-ret)))
+        return _YES
+    return Answer.from_errno(-ret, context="BPF_LINK_CREATE with %s"
+                             % ATTACH_TYPES.name(probe.attach_type))
 
 
 def _probe_raw_tracepoint_link() -> Answer:
     ret, log = _load(objects.BPF_PROG_TYPE_RAW_TRACEPOINT)
     if ret < 0:
-        return Answer(False, "cannot load a raw_tracepoint program: %s" % _refusal(-ret, log))
+        return Answer.from_errno(-ret, log, "cannot load a raw_tracepoint program")
     name = ctypes.create_string_buffer(b"bpf_test_finish")
     with FD(ret) as prog_fd:
         attr = _sys.RawTracepointAttr(name=_sys.address(name), prog_fd=prog_fd.fileno())
         ret = _sys.bpf_errno(_sys.BPF_RAW_TRACEPOINT_OPEN, attr)
     if ret < 0:
-        return Answer(False, "BPF_RAW_TRACEPOINT_OPEN(bpf_test_finish): %s" % _refusal(-ret))
+        return Answer.from_errno(-ret, context="BPF_RAW_TRACEPOINT_OPEN(bpf_test_finish)")
     with FD(ret) as link_fd:
         info = _sys.BPFLinkInfo()
         attr = _sys.InfoAttr(bpf_fd=link_fd.fileno(), info_len=ctypes.sizeof(info),
                              info=_sys.address(info))
         ret = _sys.bpf_errno(_sys.BPF_OBJ_GET_INFO_BY_FD, attr)
     if ret < 0:
-        return Answer(False, "the raw tracepoint fd is not a link: %s" % _refusal(-ret))
-    return Answer(True)
+        return Answer.from_errno(-ret, context="the raw tracepoint fd is not a link")
+    return _YES
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -314,13 +357,13 @@ def _probe_helper(prog_type: int, helper: int) -> Answer:
     ret, log = _load(prog_type, code)
     if ret >= 0:
         FD(ret).close()
-        return Answer(True)
+        return _YES
     if not log.strip():
-        return Answer(False, "cannot load a %s program: %s"
-                      % (PROG_TYPES.short(prog_type), _refusal(-ret)))
+        return Answer.from_errno(-ret, context="cannot load a %s program"
+                                 % PROG_TYPES.short(prog_type))
     if any(words in log for words in _NO_HELPER):
-        return Answer(False, _refusal(-ret, log))
-    return Answer(True)
+        return Answer.from_errno(-ret, log)
+    return _YES
 
 
 # --- the rest -----------------------------------------------------------------------------
@@ -329,9 +372,9 @@ def _probe_enable_stats() -> Answer:
     attr = _sys.EnableStatsAttr(type=_sys.BPF_STATS_RUN_TIME)
     ret = _sys.bpf_errno(_sys.BPF_ENABLE_STATS, attr)
     if ret < 0:
-        return Answer(False, _refusal(-ret))
+        return Answer.from_errno(-ret)
     FD(ret).close()
-    return Answer(True)
+    return _YES
 
 
 def _verifier_accepts(code: bytes) -> Answer:
@@ -339,9 +382,9 @@ def _verifier_accepts(code: bytes) -> Answer:
     type every kernel has): instruction-set probes differ only in code."""
     ret, log = _load(objects.BPF_PROG_TYPE_SOCKET_FILTER, code)
     if ret < 0:
-        return Answer(False, _refusal(-ret, log))
+        return Answer.from_errno(-ret, log)
     FD(ret).close()
-    return Answer(True)
+    return _YES
 
 
 def _probe_atomic_fetch() -> Answer:
@@ -421,11 +464,20 @@ class Features:
         return self._answers[name]
 
     def require(self, name: str) -> None:
-        """Raise ``UnsupportedFeature`` (with the version that added it and
-        the kernel's refusal) unless ``name`` is available."""
-        answer = self.answer(name)
-        if not answer.available:
-            raise UnsupportedFeature(name, SINCE.get(name), detail=answer.detail)
+        """Return if ``name`` is available; else raise ``UnsupportedFeature``
+        (absent: with the version that added it and the kernel's words) or
+        ``FeatureRefused`` (the kernel has it and refuses it to us)."""
+        raise_unless_present(name, self.answer(name))
+
+    def assuming(self, answers: Dict[str, Answer]) -> "Features":
+        """A copy with some answers replaced: how a caller's handling of each
+        answer is tested on a kernel that gives only one of them."""
+        groups = {group: {name: answers.get(name, answer) for name, answer in found.items()}
+                  for group, found in self._groups.items()}
+        unknown = set(answers) - set(self._answers)
+        if unknown:
+            raise KeyError("never probed: %s" % ", ".join(sorted(unknown)))
+        return Features(groups, self.probe_seconds)
 
     @staticmethod
     def has_helper(prog_type: int, helper: Union[str, int]) -> bool:
@@ -435,15 +487,14 @@ class Features:
 
     @staticmethod
     def require_helper(prog_type: int, helper: Union[str, int]) -> None:
-        answer = _helper_answer(prog_type, helper_id(helper))
-        if not answer.available:
-            raise UnsupportedFeature("helper %s in %s programs"
-                                     % (helper, PROG_TYPES.name(prog_type)), detail=answer.detail)
+        raise_unless_present("helper %s in %s programs" % (helper, PROG_TYPES.name(prog_type)),
+                             _helper_answer(prog_type, helper_id(helper)))
 
     def as_dict(self) -> Dict[str, object]:
         """For ``pybpf features --json``."""
         return {"probe_ms": round(self.probe_seconds * 1000, 3),
-                **{group: {name: {"available": a.available, "detail": a.detail}
+                **{group: {name: {"available": a.available, "state": a.state,
+                                  "detail": a.detail}
                            for name, a in answers.items()}
                    for group, answers in self._groups.items()}}
 
@@ -454,11 +505,23 @@ class Features:
         for group in _GROUPS:
             lines.append("%s:" % group.replace("_", " "))
             for name, answer in self._groups[group].items():
-                verdict = "yes" if answer.available else "no"
+                verdict = _VERDICTS[answer.state]
                 detail = "  (%s)" % answer.detail if answer.detail else ""
                 lines.append("  %-*s  %s%s" % (width, name, verdict, detail))
         lines.append("probed in %.1f ms" % (self.probe_seconds * 1000))
         return "\n".join(lines)
+
+
+_VERDICTS = {PRESENT: "yes", ABSENT: "no", REFUSED: "refused"}
+
+
+def raise_unless_present(name: str, answer: Answer, op: str = "feature probe") -> None:
+    """The one place an answer becomes an exception: ``UnsupportedFeature``
+    for :data:`ABSENT`, ``FeatureRefused`` for :data:`REFUSED`."""
+    if answer.state == ABSENT:
+        raise UnsupportedFeature(name, SINCE.get(name), op=op, detail=answer.detail)
+    if answer.state == REFUSED:
+        raise FeatureRefused(name, op=op, detail=answer.detail)
 
 
 # --- caches (per process) -----------------------------------------------------------------
@@ -486,10 +549,16 @@ def _helper_answer(prog_type: int, helper: int) -> Answer:
         return _helpers[key]
 
 
-def prog_type_problem(prog_type: int) -> Optional[str]:
-    """``None`` when this kernel can load programs of ``prog_type``; else why not."""
-    answer = _prog_type_answer(prog_type)
-    return None if answer.available else answer.detail or "refused"
+def prog_type_answer(prog_type: int) -> Answer:
+    """Whether this kernel loads programs of ``prog_type`` (probed on first
+    use, then cached; :func:`probe` asks for every type it knows)."""
+    found = _features
+    if found is not None:
+        try:
+            return found.answer(PROG_TYPES.name(prog_type))
+        except KeyError:    # a type pybpf has no name for
+            pass
+    return _prog_type_answer(prog_type)
 
 
 def probe(*, refresh: bool = False) -> Features:

@@ -18,7 +18,7 @@ import ctypes
 import errno as _errno
 from typing import Any, Callable, Optional
 
-from ..errors import BPFError, NotFoundError, UnsupportedFeature
+from ..errors import BPFError, NotFoundError
 from . import features, objects, tracefs
 from . import sys as _sys
 
@@ -116,11 +116,12 @@ def attach_tracepoint(prog: Any, tracepoint: str, *, use_link: Optional[bool] = 
     if use_link is None:
         use_link = perf_links_supported()
     elif use_link and not perf_links_supported():
-        missing = "BPF_LINK_TYPE_PERF_EVENT"
-        raise UnsupportedFeature(missing, features.SINCE.get(missing), op="BPF_LINK_CREATE",
-                                 detail="tracepoint %s cannot be attached with a BPF link (%s); "
-                                 "use_link=None attaches with PERF_EVENT_IOC_SET_BPF instead"
-                                 % (target, features.probe().answer(missing).detail))
+        answer = features.probe().answer("BPF_LINK_TYPE_PERF_EVENT")
+        features.raise_unless_present(
+            "BPF_LINK_TYPE_PERF_EVENT", features.Answer(
+                answer.state, "tracepoint %s cannot be attached with a BPF link (%s); "
+                "use_link=None attaches with PERF_EVENT_IOC_SET_BPF instead"
+                % (target, answer.detail)), op="BPF_LINK_CREATE")
     attr = _sys.PerfEventAttr(type=_sys.PERF_TYPE_TRACEPOINT, config=tp_id,
                               sample_period=1, wakeup_events=1)
     try:

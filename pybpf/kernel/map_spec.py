@@ -12,7 +12,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Union
 
-from ..errors import ENOTSUPP, BPFError, UnsupportedFeature, strerror
+from ..errors import (ENOTSUPP, PRIVILEGE_HINT, BPFError, BPFPermissionError, UnsupportedFeature,
+                      strerror)
 from . import sys
 from .map_codecs import Codec, KeyType, possible_cpus
 from .objects import (BPF_MAP_TYPE_ARENA, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_ARRAY_OF_MAPS,
@@ -223,11 +224,13 @@ def create_error(err: int, op: str, attr: sys.MapCreateAttr) -> BPFError:
             return UnsupportedFeature(type_name, op=op, err=err,
                                       detail="map type %d is unknown to pybpf" % attr.map_type)
         # Ask the kernel, not its version number: can it create this type at all?
-        from .features import probe  # features builds on this module
-        if type_name not in probe().map_types:
-            return UnsupportedFeature(type_name, since, op=op, err=err)
+        from .features import ABSENT, probe  # features builds on this module
+        answer = probe().answer(type_name)
+        if answer.state == ABSENT:
+            return UnsupportedFeature(type_name, since, op=op, err=err, detail=answer.detail)
     if err in (_errno.EPERM, _errno.EACCES):
-        return sys.error_for(err, op)
+        return BPFPermissionError(err, op, "the kernel refused to create a %s map: %s; %s"
+                                  % (type_name, strerror(err), PRIVILEGE_HINT))
     return sys.error_for(err, op, "the kernel refused %s key_size=%d value_size=%d "
                                   "max_entries=%d map_flags=%#x: %s"
                          % (type_name, attr.key_size, attr.value_size, attr.max_entries,

@@ -33,8 +33,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .. import isa
 from ..asm import AssembledProgram
-from ..errors import (BPFError, BPFPermissionError, SourceLocation, UnsupportedFeature,
-                      VerifierError)
+from ..errors import (PRIVILEGE_HINT, BPFError, BPFPermissionError, SourceLocation,
+                      UnsupportedFeature, VerifierError, strerror)
 from . import log_buffer, objects
 from .log_buffer import LOG_SIZE_MAX, LOG_SIZE_START
 from . import sys as _sys
@@ -633,17 +633,18 @@ def _load_error(err: int, request: LoadRequest, program: AssembledProgram, log: 
                              reason=complaints[0].strip() if complaints else "",
                              insn_slot=slot if index is not None else None)
     if err in (_errno.EPERM, _errno.EACCES):
-        return BPFPermissionError(err, op)
+        return BPFPermissionError(err, op, "the kernel refused to load a %s program: %s; %s"
+                                  % (kind, strerror(err), PRIVILEGE_HINT))
     if err == _errno.E2BIG:
         return BPFError(err, op, "the program has %d instruction slots, more than this kernel "
                         "accepts (1,000,000 with CAP_BPF, 4,096 without)"
                         % (len(request.bytecode) // isa.SLOT_SIZE))
     if err == _errno.EINVAL:
-        from .features import prog_type_problem
-        problem = prog_type_problem(request.prog_type)
-        if problem is not None:
+        from .features import ABSENT, prog_type_answer
+        answer = prog_type_answer(request.prog_type)
+        if answer.state == ABSENT:
             return UnsupportedFeature(kind, PROG_TYPE_SINCE.get(request.prog_type),
-                                      op="BPF_PROG_LOAD", err=err, detail=problem)
+                                      op="BPF_PROG_LOAD", err=err, detail=answer.detail)
         return BPFError(err, op, "the kernel refused the load attributes before verifying "
                         "(expected_attach_type=%s, prog_flags=%#x, attach_btf_id=%d, "
                         "license=%r)" % (ATTACH_TYPES.name(request.expected_attach_type),

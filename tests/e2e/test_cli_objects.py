@@ -252,8 +252,19 @@ def test_features_table_and_json():
     text = pybpf("features").stdout
     assert re.search(r"^  BPF_MAP_TYPE_RINGBUF\s+yes$", text, re.M)
     found = pybpf_json("features")
-    assert found["map_types"]["BPF_MAP_TYPE_HASH"] == {"available": True, "detail": ""}
+    assert found["map_types"]["BPF_MAP_TYPE_HASH"] == {"available": True, "state": "present",
+                                                       "detail": ""}
     assert found["other"]["btf"]["available"] is True
+    # Each answer says which of three it is, in both forms: refused (EPERM,
+    # EACCES: policy) is told apart from absent (the kernel lacks it).
+    verdicts = {"present": "yes", "absent": "no", "refused": "refused"}
+    for group in ("map_types", "prog_types", "link_types", "other"):
+        for name, answer in found[group].items():
+            assert answer["available"] == (answer["state"] == "present")
+            assert answer["state"] != "refused" or answer["detail"].startswith(("EPERM", "EACCES")) \
+                or ": EPERM" in answer["detail"] or ": EACCES" in answer["detail"], answer
+            line = re.search(r"^  %s\s+(\S+)" % re.escape(name), text, re.M)
+            assert line and line.group(1) == verdicts[answer["state"]], (name, answer)
 
 
 # --- errors and help ------------------------------------------------------------------------

@@ -52,7 +52,7 @@ def c_div(a, b):
 
 
 @pytest.mark.parametrize("a, b", [(-7, 2), (7, -2), (-9, -4), (1 << 40, 3), (-5, 7)])
-def test_signed_arithmetic_with_cpu_v4(a, b):
+def test_signed_arithmetic_with_cpu_v4(a, b, probe_says):
     @raw_tracepoint("sys_enter", cpu=4)
     def arithmetic(p, ctx):
         x, y = s64(ctx.args[0]), s64(ctx.args[1])
@@ -68,10 +68,18 @@ def test_signed_arithmetic_with_cpu_v4(a, b):
                 out[6] = 1
             with p.else_():
                 out[6] = 0
-    from pybpf.errors import UnsupportedFeature
-    from pybpf.kernel import features
-    if not features.probe().cpu_v4:    # Linux < 6.6: refused, naming the feature
+    from pybpf.errors import FeatureRefused, UnsupportedFeature, VerifierError
+    answer = probe_says("cpu_v4").answer("cpu_v4")
+    if answer.state == "absent":     # Linux < 6.6: not loaded, naming the feature
         with pytest.raises(UnsupportedFeature, match="cpu_v4.*6.6"):
+            arithmetic.load()
+        return
+    if answer.state == "refused":
+        with pytest.raises(FeatureRefused, match="refuses cpu_v4"):
+            arithmetic.load()
+        return
+    if not probe_says.host("cpu_v4").available:   # told yes, but the verifier knows better
+        with pytest.raises(VerifierError, match="reserved fields"):
             arithmetic.load()
         return
     got = run(arithmetic, as_u64(a), as_u64(b))

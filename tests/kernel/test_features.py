@@ -1,6 +1,7 @@
 """Feature probes against the running kernel: fast, quiet, cached, and right
 (cross-checked by really creating and loading what they say works)."""
 
+import errno
 import json
 import re
 
@@ -8,7 +9,8 @@ import pytest
 from kernel_objects import assert_no_new_fds, assert_no_new_objects, open_fds, snapshot
 
 from pybpf import isa
-from pybpf.errors import UnsupportedFeature, VerifierError
+from pybpf.errors import (BPFError, BPFPermissionError, FeatureRefused, UnsupportedFeature,
+                          VerifierError)
 from pybpf.kernel import features, objects
 from pybpf.kernel.features import Answer, Features
 from pybpf.kernel.maps import Map, MapSpec
@@ -69,15 +71,52 @@ def test_answers_match_what_really_works(fresh):
         elif name in found.prog_types:
             Program.load(code, prog_type=prog_type).close()
         else:   # a refusal comes with its reason (errno and the kernel's words)
-            assert found.answer(name).detail
-            with pytest.raises(OSError):
-                Program.load(code, prog_type=prog_type).close()
+            answer = found.answer(name)
+            assert answer.detail
+            attrs = features._PROG_ATTRS.get(prog_type, {})    # as the probe loaded it
+            with pytest.raises(BPFError) as caught:
+                Program.load(code, prog_type=prog_type, **attrs).close()
+            if answer.state == features.REFUSED:    # policy, not age: say so, name the type
+                assert isinstance(caught.value, BPFPermissionError), caught.value
+                assert name in str(caught.value)
+            else:
+                assert not isinstance(caught.value, BPFPermissionError), caught.value
 
 
 def test_unavailable_program_types_say_why(fresh):
     for name, answer in fresh[0].as_dict()["prog_types"].items():
         if not answer["available"]:
             assert answer["detail"].startswith("E"), (name, answer)
+            assert answer["state"] == ("refused" if answer["detail"].startswith(("EPERM", "EACCES"))
+                                       else "absent"), (name, answer)
+
+
+@pytest.mark.parametrize("state", features.STATES)
+def test_require_raises_what_the_answer_says(state):
+    answers = {"map_types": {}, "prog_types": {}, "link_types": {},
+               "other": {"ringbuf": Answer(state, "EPERM" if state == "refused" else "")}}
+    found = Features(answers, 0.001)
+    if state == features.PRESENT:
+        found.require("ringbuf")
+    elif state == features.ABSENT:
+        with pytest.raises(UnsupportedFeature):
+            found.require("ringbuf")
+    else:
+        with pytest.raises(FeatureRefused) as caught:
+            found.require("ringbuf")
+        assert isinstance(caught.value, BPFPermissionError)
+        assert "refuses ringbuf to this process (EPERM)" in str(caught.value)
+        assert "LSM" in str(caught.value)
+
+
+def test_a_probe_answer_is_one_of_three():
+    assert [Answer(state).available for state in features.STATES] == [True, False, False]
+    with pytest.raises(ValueError, match="present, absent, refused"):
+        Answer(True)
+    assert Answer.from_errno(errno.EPERM) == Answer(features.REFUSED, "EPERM")
+    assert Answer.from_errno(errno.EACCES, "0: (85) call 200\ninvalid func 200\n").state == \
+        features.ABSENT    # the verifier spoke: not policy
+    assert Answer.from_errno(errno.EINVAL, context="x") == Answer(features.ABSENT, "x: EINVAL")
 
 
 def test_helpers_per_program_type():
@@ -95,7 +134,7 @@ def test_helpers_per_program_type():
 
 def test_require_names_version_and_reason():
     answers = {"map_types": {}, "prog_types": {}, "link_types": {},
-               "other": {"ringbuf": Answer(False, "EINVAL")}}
+               "other": {"ringbuf": Answer(features.ABSENT, "EINVAL")}}
     with pytest.raises(UnsupportedFeature) as caught:
         Features(answers, 0.001).require("ringbuf")
     assert str(caught.value) == ("feature probe failed (EINVAL): this kernel does not support "
@@ -104,16 +143,28 @@ def test_require_names_version_and_reason():
         Features(answers, 0.001).require("no_such_feature")
 
 
-def test_unknown_program_type_problem():
-    assert features.prog_type_problem(200) == "EINVAL"
-    assert features.prog_type_problem(objects.BPF_PROG_TYPE_SOCKET_FILTER) is None
+def test_unknown_program_type_answer():
+    assert features.prog_type_answer(200) == Answer(features.ABSENT, "EINVAL")
+    assert features.prog_type_answer(objects.BPF_PROG_TYPE_SOCKET_FILTER).available
+
+
+def test_a_load_einval_is_unsupported_only_when_the_probe_says_absent(probe_says):
+    """EINVAL before verifying means unknown program type or bad load
+    attributes: the probe tells which, for each answer it can give."""
+    probe_says("BPF_PROG_TYPE_SOCKET_FILTER")
+    code = [isa.mov(isa.R0, 0), isa.exit_()]
+    with pytest.raises(BPFError) as caught:   # socket filters take no expected_attach_type
+        Program.load(code, prog_type=objects.BPF_PROG_TYPE_SOCKET_FILTER,
+                     expected_attach_type=objects.BPF_XDP, prog_flags=1 << 30).close()
+    assert caught.value.errno == errno.EINVAL
+    assert isinstance(caught.value, UnsupportedFeature) == (probe_says.state == "absent")
 
 
 def test_table_and_json(fresh):
     found = fresh[0]
     data = json.loads(json.dumps(found.as_dict()))
     assert set(data) == {"probe_ms", "map_types", "prog_types", "link_types", "other"}
-    assert data["other"]["btf"] == {"available": True, "detail": ""}
+    assert data["other"]["btf"] == {"available": True, "state": "present", "detail": ""}
     assert len(data["map_types"]) >= 30 and len(data["prog_types"]) >= 32
     table = found.as_table()
     assert table.splitlines()[0] == "map types:"

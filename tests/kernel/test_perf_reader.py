@@ -7,6 +7,7 @@ from emitters import (PERF, Emitter, check_chunked_reads, check_close_wakes_a_bl
                       check_records, collect, drain, pinned, straddles, trigger_on_cpus)
 from kernel_objects import assert_no_new_fds, assert_no_new_objects, open_fds, snapshot
 
+from pybpf.errors import VerifierError
 from pybpf.kernel import perf
 from pybpf.kernel.maps import Map, MapSpec
 from pybpf.kernel.objects import BPF_MAP_TYPE_PERF_EVENT_ARRAY
@@ -29,6 +30,22 @@ def test_every_record_arrives_in_order_per_cpu(size):
         assert {r.cpu for r in records} == set(perf.online_cpus())
         assert emitter.tried() == count
         assert reader.stats() == (count, 0, 0, 0)
+
+
+def test_the_emitter_numbers_records_whatever_the_atomics_probe_says(probe_says):
+    """The emitter numbers records with a fetching atomic where the probe
+    says the kernel has one (Linux 5.12), else with a plain load and store
+    while the CPUs take turns: both give every number once."""
+    probe_says("atomic_fetch")
+    if probe_says.state == "present" and not probe_says.host("atomic_fetch").available:
+        with pytest.raises(VerifierError, match="reserved fields"):
+            Emitter(PERF, 44)
+        return
+    count = 1000
+    with Emitter(PERF, 44) as emitter, emitter.reader(pages=64) as reader:
+        trigger_on_cpus(count, perf.online_cpus())
+        check_records(collect(reader, count), 44, count)
+        assert emitter.tried() == count
 
 
 @pytest.mark.parametrize("size", [44, 61, 100])

@@ -5,7 +5,7 @@ import os
 import pytest
 from emitters import TRACEPOINT, config_maps, counter_program
 
-from pybpf.errors import NotFoundError, UnsupportedFeature
+from pybpf.errors import BPFError, FeatureRefused, NotFoundError, UnsupportedFeature
 from pybpf.kernel import link, mounts, tracefs
 from pybpf.kernel.prog import (BPF_PROG_TYPE_RAW_TRACEPOINT, BPF_PROG_TYPE_TRACEPOINT,
                                Program)
@@ -34,15 +34,22 @@ def _count(maps) -> int:
 
 @pytest.mark.parametrize("use_link, method", [(True, link.VIA_BPF_LINK),
                                               (False, link.VIA_IOCTL)])
-def test_tracepoint_attach_runs_until_closed(use_link, method, no_leaks):
+def test_tracepoint_attach_runs_until_closed(use_link, method, probe_says, no_leaks):
+    answer = probe_says("BPF_LINK_TYPE_PERF_EVENT").answer("BPF_LINK_TYPE_PERF_EVENT")
     maps = config_maps()
     try:
         prog = Program.load(counter_program(), prog_type=BPF_PROG_TYPE_TRACEPOINT,
                             name="count_tp", maps=maps)
         with prog:
-            if use_link and not link.perf_links_supported():
-                # Linux < 5.15: forcing a BPF link names the missing feature
-                with pytest.raises(UnsupportedFeature, match="BPF_LINK_TYPE_PERF_EVENT"):
+            if use_link and not answer.available:
+                # Linux < 5.15 (absent) or a policy (refused): forcing a BPF
+                # link names the feature and which of the two it is
+                error = UnsupportedFeature if answer.state == "absent" else FeatureRefused
+                with pytest.raises(error, match="BPF_LINK_TYPE_PERF_EVENT"):
+                    link.attach_tracepoint(prog, TRACEPOINT, use_link=True)
+                return
+            if use_link and not probe_says.host("BPF_LINK_TYPE_PERF_EVENT").available:
+                with pytest.raises(BPFError):     # told yes, wrongly: the kernel's own error
                     link.attach_tracepoint(prog, TRACEPOINT, use_link=True)
                 return
             attached = link.attach_tracepoint(prog, TRACEPOINT, use_link=use_link)
@@ -62,18 +69,21 @@ def test_tracepoint_attach_runs_until_closed(use_link, method, no_leaks):
             m.close()
 
 
-def test_default_follows_the_features_probe(monkeypatch, no_leaks):
+def test_default_follows_the_features_probe(probe_says, no_leaks):
+    """A BPF link where the kernel has perf links (Linux >= 5.15), else the
+    ioctl, whether the answer is absent or refused."""
+    answer = probe_says("BPF_LINK_TYPE_PERF_EVENT").answer("BPF_LINK_TYPE_PERF_EVENT")
     maps = config_maps()
     try:
         with Program.load(counter_program(), prog_type=BPF_PROG_TYPE_TRACEPOINT,
                           name="count_tp", maps=maps) as prog:
-            # a BPF link where the kernel has perf links (Linux >= 5.15), else the ioctl
-            expected = link.VIA_BPF_LINK if link.perf_links_supported() else link.VIA_IOCTL
+            if answer.available and not probe_says.host("BPF_LINK_TYPE_PERF_EVENT").available:
+                with pytest.raises(BPFError):     # told yes, wrongly: the kernel's own error
+                    link.attach_tracepoint(prog, TRACEPOINT)
+                return
+            expected = link.VIA_BPF_LINK if answer.available else link.VIA_IOCTL
             with link.attach_tracepoint(prog, TRACEPOINT) as attached:
                 assert attached.method == expected
-            monkeypatch.setattr(link, "perf_links_supported", lambda: False)
-            with link.attach_tracepoint(prog, TRACEPOINT) as attached:
-                assert attached.method == link.VIA_IOCTL
     finally:
         for m in maps.values():
             m.close()
