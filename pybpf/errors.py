@@ -24,6 +24,17 @@ class PyBPFError(Exception):
 # --- before the kernel --------------------------------------------------------
 
 
+class UnsafePath(PyBPFError, PermissionError):
+    """A path another user could redirect or write, refused before use: a
+    cache directory that is not private, a symlink planted by someone else,
+    an output file that is not ours (see :mod:`pybpf.safe_files`)."""
+
+    def __init__(self, path: str, reason: str):
+        self.path = path
+        self.reason = reason
+        super().__init__(_errno.EPERM, "refused as unsafe: %s" % reason, path)
+
+
 class DecodeError(PyBPFError, ValueError):
     """Bytes that are not valid eBPF bytecode."""
 

@@ -57,6 +57,8 @@ def explain(exc: BaseException) -> str:
     if isinstance(exc, UnsupportedFeature):
         return "%s; run on Linux 5.17 or later" % exc.message if hasattr(exc, "message") \
             else str(exc)
+    if isinstance(exc, OSError) and exc.filename:     # the ready file
+        return "%s: %s" % (exc.filename, exc.strerror)
     if isinstance(exc, VerifierError):
         return ("the kernel refused the program (%s); run with SNIFFWRITES_TRACEBACK=1 for "
                 "the verifier log" % str(exc).splitlines()[0])
@@ -129,7 +131,8 @@ def run_monitor(cfg: Config, monitor_factory=None) -> int:
         if os.environ.get("SNIFFWRITES_TRACEBACK"):
             raise
         monitor.close()
-        fail("cannot write the output: %s" % (exc.strerror or exc))
+        fail("cannot write the output%s: %s" % (" " + exc.filename if exc.filename else "",
+                                                 exc.strerror or exc))
     finally:
         monitor.close()
     return 0

@@ -26,6 +26,8 @@ import time
 from contextlib import ExitStack
 from typing import Any, Dict, List, Optional
 
+from pybpf.safe_files import open_output_file
+
 from .config import Config
 from .events import OPERATIONS, Aggregate, Lost
 from .output import Formatter
@@ -151,7 +153,7 @@ class Monitor:
             raise
         self.startup_seconds = time.perf_counter() - started
         if cfg.ready_file:
-            with open(cfg.ready_file, "w") as f:
+            with open(open_output_file(cfg.ready_file, truncate=True), "w") as f:
                 f.write("%d\n" % os.getpid())
         what = ", ".join(w.path for w in cfg.dirs) or "every file"
         self.log("attached in %.0f ms, watching %s%s" % (

@@ -3,7 +3,9 @@
 An output file is created readable by its owner only (0600): it can hold
 other users' paths and, with ``--capture``, their data. It is opened for
 appending and reopened by :meth:`Sink.reopen` (on SIGHUP), so logrotate can
-move it away. Writes are buffered and flushed in batches by the caller.
+move it away. Both opens refuse a path another user could redirect (a
+symlink they planted, a file of theirs, a hard link): see
+:func:`pybpf.safe_files.open_output_file`. Writes are buffered and flushed in batches by the caller.
 
 A closed pipe (``sniffwrites ... | head``) raises :class:`OutputClosed`, which
 the app turns into a quiet, clean exit rather than a traceback.
@@ -14,7 +16,7 @@ import os
 import sys
 from typing import List, Optional, TextIO
 
-OUTPUT_FILE_MODE = 0o600
+from pybpf.safe_files import open_output_file
 
 
 class OutputClosed(Exception):
@@ -30,12 +32,9 @@ class Sink:
         self.lines_written = 0
 
     def _open(self) -> TextIO:
-        # O_CREAT with mode 0600 sets the mode of a new file; an existing file
-        # that is readable by others is tightened too.
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                     OUTPUT_FILE_MODE)
+        # Resolved so that no other user can redirect it: see pybpf.safe_files.
+        fd = open_output_file(self.path)
         try:
-            os.fchmod(fd, OUTPUT_FILE_MODE)
             return io.open(fd, "w", encoding="utf-8", errors="backslashreplace",
                            buffering=1 << 16)
         except BaseException:

@@ -3,7 +3,9 @@
 Kernel tests (``tests/kernel``, ``tests/e2e`` and anything marked ``kernel``)
 load real programs into the running kernel. They may be skipped only when we
 are not root and not in CI; under ``CI=true`` a skipped test fails the run,
-so a machine that cannot run them cannot pass CI by skipping.
+so a machine that cannot run them cannot pass CI by skipping. The same
+holds for ``tests/security`` (marked ``root``), which plants files as
+another user and checks what root does with them.
 """
 
 import os
@@ -19,8 +21,12 @@ def pytest_collection_modifyitems(config, items):
         path = str(item.fspath)
         if "/tests/kernel/" in path or "/tests/e2e/" in path:
             item.add_marker(pytest.mark.kernel)
+        if "/tests/security/" in path:
+            item.add_marker(pytest.mark.root)
         if item.get_closest_marker("kernel") and not IS_ROOT and not IN_CI:
             item.add_marker(pytest.mark.skip(reason="kernel test: needs root"))
+        if item.get_closest_marker("root") and not IS_ROOT and not IN_CI:
+            item.add_marker(pytest.mark.skip(reason="acts as root and as another user"))
 
 
 @pytest.hookimpl(hookwrapper=True)
