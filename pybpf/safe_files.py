@@ -58,6 +58,17 @@ def _check_private(path: str, st: os.stat_result, what: str) -> None:
 
 # --- private directories (caches) -----------------------------------------------------------
 
+def default_cache_dir(app: str) -> str:
+    """Where ``app`` keeps its caches when no place is given: for root,
+    ``/var/cache/<app>`` (never a home directory named by an environment a
+    user may have passed through ``sudo -E``); for others,
+    ``$XDG_CACHE_HOME/<app>``, else ``~/.cache/<app>``."""
+    if os.geteuid() == 0:
+        return os.path.join("/var/cache", app)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, app)
+
+
 def open_private_dir(path: str, create: bool = False) -> int:
     """An fd of directory ``path`` after checking it and every ancestor
     (see the module docstring); missing components are made with mode 0700

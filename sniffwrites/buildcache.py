@@ -2,39 +2,53 @@
 
 Building sniffwrites' programs in the DSL takes about 0.1 s of Python, half
 of the start-up budget (0.25 s until attached). The result depends only on
-the DSL and program sources and on this kernel (BTF offsets, the syscall
-table), so it is kept in ``~/.cache/sniffwrites`` (``$XDG_CACHE_HOME``)
-under a key that hashes all of those (the sources by path, size and
-mtime); a start with a warm cache unpickles the assembled code (a few
-ms). The config is not part of the code (it is a frozen map filled at
-load), so one entry serves every set of options.
+the DSL and program sources and on this kernel's BTF (offsets, the syscall
+table, which helpers exist), so it is kept on disk under a key that is the
+SHA-256 of the BTF's bytes and of the path and contents of every source that
+shapes the code. The config is not part of the code (it is a frozen map
+filled at load), so one entry serves every set of options.
 
-Any problem with the cache (missing, corrupt, unwritable, a name that no
-longer resolves) means a normal build: the cache can only save time.
+What is cached decides what root loads into the kernel, so:
 
-:func:`prebuild` hands the cached builds to ``Program.prebuilt``.
+* an entry is data only (JSON: bytecode as hex, relocations, labels and the
+  line table as plain lists), never a format that can run code when read;
+  its own SHA-256 inside guards against corruption, not against an attacker;
+* trust comes from ownership: the directory, every ancestor and the entry
+  must belong to the effective user or root and be closed to others
+  (:mod:`pybpf.safe_files`), and are read through one directory fd;
+* as root, the default place is ``/var/cache/sniffwrites`` (0700), never a
+  home directory taken from the environment; other users get
+  ``$XDG_CACHE_HOME/sniffwrites`` or ``~/.cache/sniffwrites``.
+
+Any problem with the cache (missing, corrupt, untrusted, unwritable, a name
+that no longer resolves) means a normal build, with one debug-level log
+message: the cache can only save time. :func:`prebuild` hands the cached
+builds to ``Program.prebuilt``.
 """
 
-import copyreg
 import hashlib
+import json
+import logging
 import os
-import pickle
-import platform
-import sys
-import tempfile
 from typing import Any, Dict, Iterable, List, Optional
 
+from pybpf import isa
+from pybpf.asm import AssembledProgram, Relocation
 from pybpf.errors import SourceLocation
+from pybpf.kernel.btf import VMLINUX_PATH
+from pybpf.safe_files import (default_cache_dir, open_private_dir, read_private_file,
+                              remove_private_files, write_private_file)
 
-CACHE_VERSION = 1
+log = logging.getLogger(__name__)
 
-# SourceLocation is a tuple with a two-argument __new__: pickle it by value.
-copyreg.pickle(SourceLocation, lambda s: (SourceLocation, (s[0], s[1])))
+CACHE_FORMAT = "sniffwrites-build"
+CACHE_VERSION = 2
+ENTRY_SUFFIX = ".json"
 
 
 def cache_dir() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "sniffwrites")
+    """Where the build cache is kept when no place is given."""
+    return default_cache_dir("sniffwrites")
 
 
 def _sources(modules: Iterable[Any]) -> List[str]:
@@ -53,19 +67,68 @@ def _sources(modules: Iterable[Any]) -> List[str]:
 
 
 def cache_key(modules: Iterable[Any]) -> str:
-    digest = hashlib.sha256()
-    uname = os.uname()
-    digest.update(("%d|%s|%s|%s|%s" % (CACHE_VERSION, uname.release, uname.version,
-                                       platform.machine(), sys.version)).encode())
-    try:
-        digest.update(str(os.stat("/sys/kernel/btf/vmlinux").st_size).encode())
-    except OSError:
-        pass
+    """SHA-256 of the cache format, the kernel's BTF bytes and the path and
+    contents of every source (see :func:`_sources`)."""
+    digest = hashlib.sha256(("%s|%d|%s\n" % (CACHE_FORMAT, CACHE_VERSION,
+                                             os.uname().machine)).encode())
+    with open(VMLINUX_PATH, "rb") as f:
+        digest.update(f.read())
     for path in _sources(modules):
-        st = os.stat(path)     # size and mtime: an edit changes them, and reading is slower
-        digest.update(("%s|%d|%d\n" % (path, st.st_size, st.st_mtime_ns)).encode())
-    return digest.hexdigest()[:32]
+        with open(path, "rb") as f:
+            source = f.read()
+        digest.update(("\n%s|%d\n" % (path, len(source))).encode())
+        digest.update(source)
+    return digest.hexdigest()
 
+
+# --- entries as plain data ------------------------------------------------------------------
+
+def program_to_data(code: AssembledProgram) -> Dict[str, Any]:
+    """An assembled program as JSON-able data: bytecode as hex, the line
+    table as indexes into a list of file names."""
+    files: Dict[str, int] = {}
+    lines = [None if loc is None else [files.setdefault(loc.filename, len(files)), loc.line]
+             for loc in code.lines]
+    return {"name": code.name, "bytecode": isa.encode(code.instructions).hex(),
+            "relocations": [list(r) for r in code.relocations], "labels": code.labels,
+            "files": list(files), "lines": lines, "functions": list(code.functions)}
+
+
+def program_from_data(data: Dict[str, Any]) -> AssembledProgram:
+    """The inverse of :func:`program_to_data`; ``ValueError``/``KeyError``/
+    ``TypeError`` for data that is not one (the bytecode is validated)."""
+    files = data["files"]
+    return AssembledProgram(
+        isa.decode(bytes.fromhex(data["bytecode"])),
+        [Relocation(int(i), str(kind), str(symbol), int(offset))
+         for i, kind, symbol, offset in data["relocations"]],
+        {str(k): int(v) for k, v in data["labels"].items()},
+        [None if loc is None else SourceLocation(str(files[loc[0]]), int(loc[1]))
+         for loc in data["lines"]],
+        [str(f) for f in data["functions"]], name=str(data["name"]))
+
+
+def _payload_digest(programs: Dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(programs, sort_keys=True).encode()).hexdigest()
+
+
+def _encode_entry(key: str, programs: Dict[str, Any]) -> bytes:
+    return json.dumps({"format": CACHE_FORMAT, "version": CACHE_VERSION, "key": key,
+                       "sha256": _payload_digest(programs), "programs": programs},
+                      sort_keys=True).encode()
+
+
+def _decode_entry(blob: bytes, key: str) -> Dict[str, Any]:
+    entry = json.loads(blob)
+    if (entry.get("format"), entry.get("version"), entry.get("key")) != (
+            CACHE_FORMAT, CACHE_VERSION, key):
+        raise ValueError("an entry of another format, version or key")
+    if _payload_digest(entry["programs"]) != entry["sha256"]:
+        raise ValueError("the entry does not match its SHA-256")
+    return entry["programs"]
+
+
+# --- the cache ------------------------------------------------------------------------------
 
 def _declarations(modules: Iterable[Any]) -> Dict[str, Any]:
     """Map declarations and subprograms by name, as programs refer to them."""
@@ -95,53 +158,46 @@ def prebuild(programs: List[Any], modules: List[Any], directory: Optional[str] =
     directory = directory or cache_dir()
     try:
         key = cache_key(modules)
-    except OSError:
+        dir_fd = open_private_dir(directory, create=True)
+    except OSError as exc:
+        log.debug("not using the build cache %s: %s", directory, exc)
         return False
-    path = os.path.join(directory, key + ".pickle")
-    if _load(path, programs, modules):
-        return True
-    entries = {}
-    for program in programs:
-        code = program.build()
-        entries[program.name] = (code, list(program.map_decls()),
-                                 [s.label for s in program.subprograms()])
-    _store(directory, path, entries)
-    return False
-
-
-def _load(path: str, programs: List[Any], modules: List[Any]) -> bool:
     try:
-        with open(path, "rb") as f:
-            version, entries = pickle.load(f)
-        if version != CACHE_VERSION:
+        name = key[:32] + ENTRY_SUFFIX
+        if _load(dir_fd, name, key, programs, modules):
+            return True
+        entries = {}
+        for program in programs:
+            entries[program.name] = {
+                "code": program_to_data(program.build()),
+                "maps": list(program.map_decls()),
+                "subprograms": [s.label for s in program.subprograms()]}
+        try:
+            write_private_file(dir_fd, name, _encode_entry(key, entries))
+            remove_private_files(dir_fd, ENTRY_SUFFIX, keep=name)
+        except OSError as exc:
+            log.debug("cannot write the build cache in %s: %s", directory, exc)
+        return False
+    finally:
+        os.close(dir_fd)
+
+
+def _load(dir_fd: int, name: str, key: str, programs: List[Any], modules: List[Any]) -> bool:
+    try:
+        blob = read_private_file(dir_fd, name)
+        if blob is None:
             return False
+        entries = _decode_entry(blob, key)
         declared = _declarations(modules)
         ready = []
         for program in programs:
-            code, map_names, sub_labels = entries[program.name]
-            maps = {name: declared["map:" + name] for name in map_names}
-            subs = [declared["sub:" + label] for label in sub_labels]
-            ready.append((program, code, maps, subs))
-    except Exception:     # any problem: build instead (see the module docstring)
+            entry = entries[program.name]
+            maps = {m: declared["map:" + m] for m in entry["maps"]}
+            subs = [declared["sub:" + label] for label in entry["subprograms"]]
+            ready.append((program, program_from_data(entry["code"]), maps, subs))
+    except Exception as exc:     # any problem: build instead (see the module docstring)
+        log.debug("ignoring build cache entry %s: %s", name, exc)
         return False
     for program, code, maps, subs in ready:
         program.prebuilt(code, maps, subs)
     return True
-
-
-def _store(directory: str, path: str, entries: Dict[str, Any]) -> None:
-    try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                pickle.dump((CACHE_VERSION, entries), f, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(temp, path)
-        except BaseException:
-            os.unlink(temp)
-            raise
-        for name in os.listdir(directory):     # entries of older sources
-            if name.endswith(".pickle") and os.path.join(directory, name) != path:
-                os.unlink(os.path.join(directory, name))
-    except OSError:
-        pass

@@ -146,6 +146,10 @@ def common_options(fn):
                      help="Only processes with this name (comm)."),
         click.option("--pid", type=int, default=0, help="Only this process id."),
         click.option("--follow", is_flag=True, help="With --pid: its children too."),
+        click.option("--cache-dir", metavar="DIR",
+                     help="Keep built programs in DIR (used only if it and its ancestors "
+                          "are private to you or root). Default: /var/cache/sniffwrites as "
+                          "root, else ~/.cache/sniffwrites."),
     ]):
         fn = decorator(fn)
     return fn
@@ -185,11 +189,11 @@ def main() -> None:
 @click.option("--duration", type=float, default=0.0, help="Stop after this many seconds.")
 @click.option("--dump-bytecode", is_flag=True,
               help="Print the annotated disassembly of the programs and exit.")
-def monitor(dirs, comm, pid, follow, operations, fmt, verbose, debug, failed, aggregate,
-            interval, capture, output, ready_file, ring_size, fd_cache_size, duration,
+def monitor(dirs, comm, pid, follow, cache_dir, operations, fmt, verbose, debug, failed,
+            aggregate, interval, capture, output, ready_file, ring_size, fd_cache_size, duration,
             dump_bytecode):
     """Report file operations as they happen."""
-    cfg = make_config(dirs=dirs, comm=comm, pid=pid, follow=follow,
+    cfg = make_config(dirs=dirs, comm=comm, pid=pid, follow=follow, cache_dir=cache_dir,
                       operations=",".join(operations) if operations else None, fmt=fmt,
                       verbose=verbose, debug=debug, failed=failed, aggregate=aggregate,
                       interval=interval, capture=capture, output=output,
@@ -217,12 +221,12 @@ def monitor(dirs, comm, pid, follow, operations, fmt, verbose, debug, failed, ag
               help="Files shown.")
 @click.option("--duration", type=float, default=0.0, help="Stop after this many seconds.")
 @click.option("--ready-file", metavar="FILE", help="Write our pid to FILE once attached.")
-def top(dirs, comm, pid, follow, interval, limit, duration, ready_file):
+def top(dirs, comm, pid, follow, cache_dir, interval, limit, duration, ready_file):
     """A live view of the busiest files, sorted by bytes moved."""
     from .top import TopMonitor
-    cfg = make_config(dirs=dirs, comm=comm, pid=pid, follow=follow, operations=None,
-                      fmt="text", aggregate=True, interval=interval, duration=duration,
-                      ready_file=ready_file)
+    cfg = make_config(dirs=dirs, comm=comm, pid=pid, follow=follow, cache_dir=cache_dir,
+                      operations=None, fmt="text", aggregate=True, interval=interval,
+                      duration=duration, ready_file=ready_file)
     sys.exit(run_monitor(cfg, lambda cfg, sink: TopMonitor(cfg, sink, limit=limit)))
 
 

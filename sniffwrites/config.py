@@ -71,6 +71,7 @@ class Config:
     ring_size: int = 1 << 24
     fd_cache_size: int = 1 << 18                # entries of the kernel's (tgid, fd) cache
     duration: float = 0.0                       # stop after this many seconds (0: never)
+    cache_dir: Optional[str] = None             # the build cache (None: the default place)
     warnings: Tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod

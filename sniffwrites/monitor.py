@@ -53,16 +53,16 @@ def collection(cfg: Config) -> Any:
     return Collection(specs)
 
 
-def prebuild_all() -> bool:
-    """Every program of the module from the build cache (or built and
-    cached): see :mod:`sniffwrites.buildcache`."""
+def prebuild_all(cache_dir: Optional[str] = None) -> bool:
+    """Every program of the module from the build cache in ``cache_dir``
+    (or built and cached): see :mod:`sniffwrites.buildcache`."""
     from pybpf.dsl import Program
     from pybpf.programs import lib_sniffwrites_walk
 
     from .buildcache import prebuild
     sw = programs_module()
     programs = [v for v in vars(sw).values() if isinstance(v, Program)]
-    return prebuild(programs, [sw, lib_sniffwrites_walk])
+    return prebuild(programs, [sw, lib_sniffwrites_walk], cache_dir)
 
 
 def dump_bytecode(cfg: Config) -> str:
@@ -131,7 +131,7 @@ class Monitor:
         try:
             sw.events.max_entries = cfg.ring_size
             sw.fds.max_entries = cfg.fd_cache_size
-            prebuild_all()
+            prebuild_all(cfg.cache_dir)
             coll = collection(cfg)
             coll.load(config=cfg.kernel_settings(os.getpid(), sw.syscall_table()))
             self._stack.callback(coll.close)

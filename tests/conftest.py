@@ -64,3 +64,17 @@ def probe_says(request, monkeypatch):
     force.state = request.param
     force.host = host.answer
     return force
+
+
+@pytest.fixture
+def private_dir():
+    """A fresh directory that a cache may live in: it and every ancestor
+    are root's (or ours) and closed to others, unlike anything under /tmp
+    (world-writable), which caches refuse."""
+    import shutil
+    import tempfile
+    path = tempfile.mkdtemp(prefix="pybpf-test-", dir="/run" if IS_ROOT else None)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -14,18 +14,21 @@ The cache is keyed by the SHA-256 of the BTF bytes (and of its base, for
 split BTF), so a new kernel or module never meets a stale index. A cache file
 that is unreadable, truncated or fails its CRC is ignored and rewritten;
 writes go to a temporary file renamed into place, so readers never see half
-a file. Nothing here decodes types: that is :mod:`pybpf.kernel.btf`.
+a file. The offsets it leads to decide what root loads into the kernel, so a
+cache is used only from a directory private to the effective user or root
+(:mod:`pybpf.safe_files`); as root the default is ``/var/cache/pybpf``.
+Nothing here decodes types: that is :mod:`pybpf.kernel.btf`.
 """
 
 import logging
 import os
-import tempfile
 import zlib
 from array import array
 from typing import Callable, NamedTuple, Optional
 
 from construct import Bytes, ConstructError, Int32un, Struct
 
+from .. import safe_files
 from .btf_format import RECORD_SIZES, TYPE_STRUCT, BTFParseError, btf_info_kind, btf_info_vlen
 
 log = logging.getLogger(__name__)
@@ -100,23 +103,32 @@ def build_index(types: memoryview, str_end: int, name_bytes: Callable[[int], byt
 
 
 def default_cache_dir() -> str:
-    """``$XDG_CACHE_HOME/pybpf``, else ``~/.cache/pybpf``."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "pybpf")
+    """``/var/cache/pybpf`` for root, else ``$XDG_CACHE_HOME/pybpf`` or
+    ``~/.cache/pybpf`` (see :func:`pybpf.safe_files.default_cache_dir`)."""
+    return safe_files.default_cache_dir("pybpf")
 
 
-def _cache_path(cache_dir: str, digest: bytes) -> str:
-    return os.path.join(cache_dir, "btf-%s.idx" % digest.hex())
+def _cache_name(digest: bytes) -> str:
+    return "btf-%s.idx" % digest.hex()
 
 
 def load_cached(cache_dir: str, digest: bytes) -> Optional[TypeIndex]:
     """The index stored for the BTF with this digest, or None when there is
-    none or the file is not one we wrote whole."""
-    path = _cache_path(cache_dir, digest)
+    none, the file is not one we wrote whole, or the directory or file is
+    not private to us or root (the offsets decide what root loads)."""
     try:
-        with open(path, "rb") as f:
-            blob = f.read()
-    except OSError:
+        dir_fd = safe_files.open_private_dir(cache_dir)
+    except OSError as exc:
+        log.debug("not using the BTF index cache %s: %s", cache_dir, exc)
+        return None
+    try:
+        blob = safe_files.read_private_file(dir_fd, _cache_name(digest))
+    except OSError as exc:
+        log.debug("ignoring the BTF index cache in %s: %s", cache_dir, exc)
+        return None
+    finally:
+        os.close(dir_fd)
+    if blob is None:
         return None
     try:
         head = index_cache_header.parse(blob)
@@ -126,7 +138,7 @@ def load_cached(cache_dir: str, digest: bytes) -> Optional[TypeIndex]:
     if (head is None or head.magic != _INDEX_CACHE_MAGIC or head.version != INDEX_CACHE_VERSION
             or head.digest != digest or len(blob) != size + 4 * (head.count + 2 * head.named)
             or zlib.crc32(memoryview(blob)[size:]) != head.crc32):
-        log.debug("ignoring invalid BTF index cache %s", path)
+        log.debug("ignoring invalid BTF index cache %s", _cache_name(digest))
         return None
     columns = []
     start = size
@@ -139,25 +151,21 @@ def load_cached(cache_dir: str, digest: bytes) -> Optional[TypeIndex]:
 
 
 def store_cached(cache_dir: str, digest: bytes, index: TypeIndex) -> None:
-    """Write the index atomically; failing to write only costs speed, so
-    errors are logged, not raised."""
+    """Write the index atomically into the private directory ``cache_dir``
+    (made 0700 if missing); failing to write only costs speed, so errors
+    are logged, not raised."""
     payload = b"".join(column.tobytes() for column in index)
     head = index_cache_header.build(dict(
         magic=_INDEX_CACHE_MAGIC, version=INDEX_CACHE_VERSION, count=len(index.offsets),
         named=len(index.name_ids), crc32=zlib.crc32(payload), digest=digest))
-    tmp = None
     try:
-        os.makedirs(cache_dir, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".btf-", suffix=".tmp", dir=cache_dir)
-        with os.fdopen(fd, "wb") as f:
-            f.write(head + payload)
-        os.replace(tmp, _cache_path(cache_dir, digest))
-        tmp = None
+        dir_fd = safe_files.open_private_dir(cache_dir, create=True)
+    except OSError as exc:
+        log.debug("not writing the BTF index cache in %s: %s", cache_dir, exc)
+        return
+    try:
+        safe_files.write_private_file(dir_fd, _cache_name(digest), head + payload)
     except OSError as exc:
         log.debug("cannot write BTF index cache in %s: %s", cache_dir, exc)
     finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+        os.close(dir_fd)

@@ -8,9 +8,10 @@ so on. A refusal is one of two answers (:class:`Answer`): the kernel does not
 know the thing (:data:`ABSENT`), or knows it and refuses it to this process
 (:data:`REFUSED`: EPERM/EACCES from a capability check, an LSM, lockdown). One
 VM build of the same kernel answered EPERM for ARENA maps where another said
-EINVAL, so callers must handle all three. Kernels are patched and configured in too many ways for a version to
-say which of these work (a distribution's 5.14 may have 6.1's ring buffer; a
-6.18 may refuse TRACING programs, as this project's test VM does).
+EINVAL, so callers must handle all three. Kernels are patched and configured
+in too many ways for a version to say which of these work (a distribution's
+5.14 may have 6.1's ring buffer; a 6.18 may refuse TRACING programs, as this
+project's test VM does).
 
 Everything made to ask is closed at once: probing leaves no object behind.
 :func:`probe` runs all eager probes once per process (a few milliseconds) and

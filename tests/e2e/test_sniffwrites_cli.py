@@ -548,36 +548,3 @@ def test_a_kernel_refusal_is_one_line(tmp_path, watched, monkeypatch, capsys):
     assert exit.value.code == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "bpf_loop" in err and "5.17" in err
-
-
-# --- the build cache --------------------------------------------------------------------------
-
-def test_the_build_cache_gives_the_same_code_and_survives_corruption(tmp_path):
-    from pybpf.dsl import Program
-    from pybpf.programs import lib_sniffwrites_walk
-    from sniffwrites import buildcache
-    from sniffwrites.monitor import programs_module
-    sw = programs_module()
-    programs = [v for v in vars(sw).values() if isinstance(v, Program)]
-    modules = [sw, lib_sniffwrites_walk]
-    built = {p.name: p.build().instructions for p in programs}
-    assert buildcache.prebuild(programs, modules, str(tmp_path)) is False    # fills it
-    (entry,) = os.listdir(str(tmp_path))
-    for p in programs:
-        p._built.clear()
-    assert buildcache.prebuild(programs, modules, str(tmp_path)) is True     # a hit
-    assert {p.name: p.build().instructions for p in programs} == built
-    assert {s.label for s in sw.sniff_exit.subprograms()} >= {"track_fd", "walk_step"}
-    with open(os.path.join(str(tmp_path), entry), "wb") as f:
-        f.write(b"not a pickle")
-    for p in programs:
-        p._built.clear()
-    assert buildcache.prebuild(programs, modules, str(tmp_path)) is False    # rebuilt
-    assert {p.name: p.build().instructions for p in programs} == built
-    # builds for another kernel's BTF never go into the cache
-    from pybpf.dsl.kernel_types import using_btf
-    from pybpf.kernel.btf import vmlinux
-    other = tmp_path / "other"
-    with using_btf(vmlinux()):
-        assert buildcache.prebuild(programs, modules, str(other)) is False
-    assert not other.exists()

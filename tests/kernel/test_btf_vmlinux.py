@@ -217,18 +217,18 @@ def test_bad_kind_in_the_middle_names_that_record(btf, data):
 
 # --- the on-disk index ------------------------------------------------------------
 
-def test_warm_load_reads_the_cached_index(tmp_path, monkeypatch):
+def test_warm_load_reads_the_cached_index(private_dir, monkeypatch):
     """The second load of the same BTF takes its record index from the cache
     (what keeps start-up at ~10 ms; tools/bench.py btf measures it) and
     resolves exactly what a fresh parse resolves."""
-    cold = BTF.load(VMLINUX_PATH, cache=str(tmp_path))
-    assert os.listdir(str(tmp_path))
+    cold = BTF.load(VMLINUX_PATH, cache=private_dir)
+    assert os.listdir(private_dir)
 
     def no_parsing(*args, **kwargs):
         raise AssertionError("the warm load parsed the records again")
 
     monkeypatch.setattr(btf_index, "build_index", no_parsing)
-    warm = BTF.load(VMLINUX_PATH, cache=str(tmp_path))
+    warm = BTF.load(VMLINUX_PATH, cache=private_dir)
     assert len(warm) == len(cold)
     for path in PATHS:
         assert warm.resolve(path) == cold.resolve(path)
