@@ -73,7 +73,8 @@ def private_dir():
     (world-writable), which caches refuse."""
     import shutil
     import tempfile
-    path = tempfile.mkdtemp(prefix="pybpf-test-", dir="/run" if IS_ROOT else None)
+    base = "/run" if IS_ROOT else (os.environ.get("XDG_RUNTIME_DIR") or os.path.expanduser("~"))
+    path = tempfile.mkdtemp(prefix="pybpf-test-", dir=base)
     try:
         yield path
     finally:

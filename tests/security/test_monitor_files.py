@@ -8,8 +8,7 @@ import subprocess
 import sys
 import time
 
-import pytest
-from planting import NOBODY, as_user, shared_dir, snapshot
+from planting import NOBODY, as_user, snapshot
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "kernel"))
@@ -22,20 +21,6 @@ EXIT_USAGE = 2
 def monitor(*args):
     return subprocess.Popen([sys.executable, "-m", "sniffwrites.cli", "monitor"] + list(args),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-@pytest.fixture
-def shared():
-    with shared_dir() as path:
-        yield path
-
-
-@pytest.fixture
-def victim(tmp_path):
-    path = tmp_path / "victim"
-    path.write_bytes(b"precious\n")
-    os.chmod(path, 0o644)
-    return str(path)
 
 
 def one_line_refusal(proc, code, *words):

@@ -7,25 +7,10 @@ import os
 import stat
 
 import pytest
-from planting import NOBODY, as_user, shared_dir, snapshot
+from planting import NOBODY, as_user, snapshot
 
 from pybpf.errors import UnsafePath
 from pybpf.safe_files import open_output_file
-
-
-@pytest.fixture
-def shared():
-    with shared_dir() as path:
-        yield path
-
-
-@pytest.fixture
-def victim(tmp_path):
-    """A file of root's that an attacker would like root to append to and chmod."""
-    path = tmp_path / "victim"
-    path.write_bytes(b"precious\n")
-    os.chmod(path, 0o644)
-    return str(path)
 
 
 def write(fd, data=b"event\n"):

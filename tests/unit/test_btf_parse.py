@@ -2,6 +2,7 @@
 every kind, member paths, split BTF, the index cache, and corrupt input,
 which must raise BTFParseError naming an offset, never hang or crash."""
 
+import pathlib
 import random
 import signal
 import struct
@@ -240,22 +241,23 @@ def test_split_btf_continues_ids_and_strings():
 
 # --- the index cache -------------------------------------------------------------
 
-def test_cache_is_used_and_invalid_cache_ignored(tmp_path, monkeypatch):
+def test_cache_is_used_and_invalid_cache_ignored(private_dir, monkeypatch):
+    cache = pathlib.Path(private_dir)
     data = every_kind().build()
-    first = BTF(data, cache_dir=str(tmp_path))
-    (cache_file,) = tmp_path.iterdir()
+    first = BTF(data, cache_dir=private_dir)
+    (cache_file,) = cache.iterdir()
     assert first.digest.hex() in cache_file.name
 
     def no_walk(*args):
         raise AssertionError("the index should have come from the cache")
     monkeypatch.setattr(btf_index, "build_index", no_walk)
-    assert BTF(data, cache_dir=str(tmp_path)).resolve("s.b").bit_offset == 32
+    assert BTF(data, cache_dir=private_dir).resolve("s.b").bit_offset == 32
     monkeypatch.undo()
 
     blob = cache_file.read_bytes()
     for broken in (blob[:-4], blob[:10], blob[:-1] + bytes([blob[-1] ^ 1]), b""):
         cache_file.write_bytes(broken)
-        assert BTF(data, cache_dir=str(tmp_path)).resolve("s.b").bit_offset == 32
+        assert BTF(data, cache_dir=private_dir).resolve("s.b").bit_offset == 32
         assert cache_file.read_bytes() == blob           # rewritten whole
 
 
