@@ -82,50 +82,54 @@ def cache_key(modules: Iterable[Any]) -> str:
 
 
 # --- entries as plain data ------------------------------------------------------------------
+# An entry is one JSON header line ({"format", "version", "key", "sha256"})
+# and a JSON payload: the programs by name, each its code, map names and
+# subprogram labels. "sha256" is the payload's bytes' digest, checked before
+# the payload is parsed.
 
 def program_to_data(code: AssembledProgram) -> Dict[str, Any]:
     """An assembled program as JSON-able data: bytecode as hex, the line
-    table as indexes into a list of file names."""
-    files: Dict[str, int] = {}
-    lines = [None if loc is None else [files.setdefault(loc.filename, len(files)), loc.line]
+    table as indexes into a list of distinct (file, line) locations."""
+    locations: Dict[Any, int] = {}
+    lines = [-1 if loc is None else locations.setdefault(tuple(loc), len(locations))
              for loc in code.lines]
     return {"name": code.name, "bytecode": isa.encode(code.instructions).hex(),
             "relocations": [list(r) for r in code.relocations], "labels": code.labels,
-            "files": list(files), "lines": lines, "functions": list(code.functions)}
+            "locations": [list(loc) for loc in locations], "lines": lines,
+            "functions": list(code.functions)}
 
 
 def program_from_data(data: Dict[str, Any]) -> AssembledProgram:
     """The inverse of :func:`program_to_data`; ``ValueError``/``KeyError``/
-    ``TypeError`` for data that is not one (the bytecode is validated)."""
-    files = data["files"]
+    ``TypeError``/``IndexError`` for data that is not one (the bytecode is
+    validated)."""
+    locations = [SourceLocation(str(filename), int(line)) for filename, line in
+                 data["locations"]]
     return AssembledProgram(
         isa.decode(bytes.fromhex(data["bytecode"])),
         [Relocation(int(i), str(kind), str(symbol), int(offset))
          for i, kind, symbol, offset in data["relocations"]],
         {str(k): int(v) for k, v in data["labels"].items()},
-        [None if loc is None else SourceLocation(str(files[loc[0]]), int(loc[1]))
-         for loc in data["lines"]],
+        [None if i < 0 else locations[i] for i in data["lines"]],
         [str(f) for f in data["functions"]], name=str(data["name"]))
 
 
-def _payload_digest(programs: Dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(programs, sort_keys=True).encode()).hexdigest()
-
-
 def _encode_entry(key: str, programs: Dict[str, Any]) -> bytes:
-    return json.dumps({"format": CACHE_FORMAT, "version": CACHE_VERSION, "key": key,
-                       "sha256": _payload_digest(programs), "programs": programs},
-                      sort_keys=True).encode()
+    payload = json.dumps(programs, separators=(",", ":")).encode()
+    header = json.dumps({"format": CACHE_FORMAT, "version": CACHE_VERSION, "key": key,
+                         "sha256": hashlib.sha256(payload).hexdigest()}).encode()
+    return header + b"\n" + payload
 
 
 def _decode_entry(blob: bytes, key: str) -> Dict[str, Any]:
-    entry = json.loads(blob)
-    if (entry.get("format"), entry.get("version"), entry.get("key")) != (
+    header_line, _, payload = blob.partition(b"\n")
+    header = json.loads(header_line)
+    if (header.get("format"), header.get("version"), header.get("key")) != (
             CACHE_FORMAT, CACHE_VERSION, key):
         raise ValueError("an entry of another format, version or key")
-    if _payload_digest(entry["programs"]) != entry["sha256"]:
+    if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
         raise ValueError("the entry does not match its SHA-256")
-    return entry["programs"]
+    return json.loads(payload)
 
 
 # --- the cache ------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ A poisoned cache is ignored (the program builds normally) and the monitor
 still attaches."""
 
 import ast
+import hashlib
 import json
 import os
 import pathlib
@@ -55,13 +56,27 @@ def the_entry(directory):
     return os.path.join(directory, name)
 
 
+def read_entry(path):
+    """(header, programs) of an entry: a JSON line, then the JSON payload."""
+    header, _, payload = open(path, "rb").read().partition(b"\n")
+    return json.loads(header), json.loads(payload)
+
+
+def entry_bytes(header, programs, rehash):
+    """An entry with changed programs; ``rehash``: with the SHA-256 they now have."""
+    payload = json.dumps(programs).encode()
+    if rehash:
+        header = dict(header, sha256=hashlib.sha256(payload).hexdigest())
+    return json.dumps(header).encode() + b"\n" + payload
+
+
 def test_an_entry_is_data_that_rebuilds_the_same_code(sniffwrites_programs, private_dir):
     programs, modules, built = sniffwrites_programs
     assert prebuild(programs, modules, private_dir) is False      # fills it
     entry = the_entry(private_dir)
     assert os.stat(entry).st_mode & 0o777 == 0o600
-    data = json.load(open(entry))
-    assert data["format"] == "sniffwrites-build" and set(data["programs"]) == set(built)
+    header, entries = read_entry(entry)
+    assert header["format"] == "sniffwrites-build" and set(entries) == set(built)
     assert prebuild(programs, modules, private_dir) is True       # a hit
     assert code_matches(programs, built)
     sw = modules[0]
@@ -82,12 +97,11 @@ def test_garbage_and_altered_bytecode_are_rebuilt(sniffwrites_programs, private_
     programs, modules, built = sniffwrites_programs
     prebuild(programs, modules, private_dir)
     entry = the_entry(private_dir)
-    data = json.load(open(entry))
-    name = sorted(data["programs"])[0]
-    code = data["programs"][name]["code"]
+    header, entries = read_entry(entry)
+    code = entries[sorted(entries)[0]]["code"]
     code["bytecode"] = "b700000000000000" + code["bytecode"][16:]    # r0 = 0 first
-    with open(entry, "w") as f:
-        json.dump(data, f)                      # its SHA-256 no longer matches
+    with open(entry, "wb") as f:
+        f.write(entry_bytes(header, entries, rehash=False))   # its SHA-256 no longer matches
     assert prebuild(programs, modules, private_dir) is False
     assert code_matches(programs, built)
     with open(the_entry(private_dir), "wb") as f:
@@ -101,12 +115,11 @@ def _forge(directory):
     """A valid-looking entry with altered bytecode whose SHA-256 is right:
     only ownership can tell it from ours."""
     entry = the_entry(directory)
-    data = json.load(open(entry))
-    for program in data["programs"].values():
+    header, entries = read_entry(entry)
+    for program in entries.values():
         program["code"]["bytecode"] = "b7000000000000009500000000000000" * (
             len(program["code"]["bytecode"]) // 32)
-    data["sha256"] = buildcache._payload_digest(data["programs"])
-    return entry, json.dumps(data)
+    return entry, entry_bytes(header, entries, rehash=True)
 
 
 @pytest.mark.parametrize("how", ["entry planted by another uid", "directory of another uid",
@@ -124,13 +137,13 @@ def test_a_forged_entry_is_never_loaded(sniffwrites_programs, private_dir, how):
         os.chmod(directory, 0o777)
 
         def plant():
-            with open(entry, "w") as f:
+            with open(entry, "wb") as f:
                 f.write(forged)
         as_user(plant)
         os.chmod(directory, 0o700)
         assert os.stat(entry).st_uid == NOBODY
     else:
-        with open(entry, "w") as f:
+        with open(entry, "wb") as f:
             f.write(forged)
         if how == "directory of another uid":
             os.chown(directory, NOBODY, NOBODY)
@@ -221,7 +234,7 @@ def test_the_monitor_attaches_past_a_poisoned_cache(sniffwrites_programs, privat
     os.chmod(cache, 0o777)
 
     def plant():
-        with open(entry, "w") as f:
+        with open(entry, "wb") as f:
             f.write(forged)
     as_user(plant)
     watched = tmp_path / "watched"
