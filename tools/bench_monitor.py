@@ -68,7 +68,6 @@ one monitor, ``bench_monitor_phases.py`` the workload under one
 configuration, ``bench_monitor_rate.py`` the rate search.
 """
 
-
 import math
 import os
 import shutil
