@@ -1,8 +1,8 @@
-"""The pure parts of tools/kernel_matrix.py: package selection from apt
-output, JUnit parsing, the tables, the guest runner and its per-test time
-limit. No VM is booted and no kernel is touched here."""
+"""The pure parts of tools/kernel_matrix.py (the package tools/kernel_matrix/):
+package selection from apt output, JUnit parsing, the tables, the guest
+runner and its per-test time limit. No VM is booted and no kernel is touched
+here."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,19 +12,19 @@ import textwrap
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SUPPORT = os.path.join(ROOT, "tools", "kernel_matrix")
+TOOLS = os.path.join(ROOT, "tools")
+SUPPORT = os.path.join(TOOLS, "kernel_matrix")
+if TOOLS not in sys.path:
+    sys.path.append(TOOLS)
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("kernel_matrix",
-                                                  os.path.join(ROOT, "tools", "kernel_matrix.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("kernel_matrix", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-km = _load()
+from kernel_matrix.plan import MATRIX_TESTS, SERIES, kernel_labels  # noqa: E402
+from kernel_matrix.setup import (  # noqa: E402
+    SetupError, _deb_version, check_cache_dir, parse_policy, parse_search, select_package)
+from kernel_matrix.results import (  # noqa: E402
+    Case, KernelRun, load_run, parse_junit, parse_progress)
+from kernel_matrix.report import (  # noqa: E402
+    cell, feature_rows, render_markdown, render_text, report, table_rows)
+from kernel_matrix.run import copy_repo, package_dirs, run_with_retries  # noqa: E402
 
 # --- package selection ----------------------------------------------------------------------
 
@@ -71,63 +71,63 @@ linux-image-6.1.0-57-amd64:
 
 
 def test_search_output_gives_names():
-    names = km.parse_search(SEARCH_6_1)
+    names = parse_search(SEARCH_6_1)
     assert names[0] == "linux-image-6.1.0-9-amd64" and len(names) == 10
-    assert km.parse_search("") == [] and km.parse_search("W: junk\n") == []
+    assert parse_search("") == [] and parse_search("W: junk\n") == []
 
 
 def test_policy_output_gives_candidates():
-    assert km.parse_policy(POLICY) == {"linux-image-6.1.0-55-amd64": "6.1.192-1",
+    assert parse_policy(POLICY) == {"linux-image-6.1.0-55-amd64": "6.1.192-1",
                                        "linux-image-6.1.0-56-amd64": "6.1.192-2",
                                        "linux-image-6.1.0-57-amd64": None}
 
 
 def test_newest_signed_generic_package_with_a_candidate():
-    series = km.SERIES["6.1"]
-    names = km.parse_search(SEARCH_6_1)
+    series = SERIES["6.1"]
+    names = parse_search(SEARCH_6_1)
     # numbers compare as numbers (56 > 9), flavours and -dbg/-unsigned are not ours
-    assert km.select_package(series, names) == "linux-image-6.1.0-57-amd64"
+    assert select_package(series, names) == "linux-image-6.1.0-57-amd64"
     # 57 is only named by an old package list: nothing to download
-    assert km.select_package(series, names, km.parse_policy(POLICY)) == \
+    assert select_package(series, names, parse_policy(POLICY)) == \
         "linux-image-6.1.0-56-amd64"
-    assert km.select_package(series, names, {}) is None
+    assert select_package(series, names, {}) is None
 
 
 def test_6_12_names_carry_the_debian_suffix():
-    series = km.SERIES["6.12"]
-    names = km.parse_search(SEARCH_6_12)
-    assert km.select_package(series, names) == "linux-image-6.12.117+deb12-amd64"
+    series = SERIES["6.12"]
+    names = parse_search(SEARCH_6_12)
+    assert select_package(series, names) == "linux-image-6.12.117+deb12-amd64"
     assert series.matches("linux-image-6.12-amd64") is None           # the meta-package
     assert series.matches("linux-image-6.12.117+deb12-cloud-amd64") is None
-    assert km.SERIES["6.1"].matches("linux-image-6.12.117+deb12-amd64") is None
+    assert SERIES["6.1"].matches("linux-image-6.12.117+deb12-amd64") is None
 
 
 def test_deb_file_version():
-    assert km._deb_version("linux-image-6.1.0-56-amd64_6.1.192-2_amd64.deb") == "6.1.192-2"
-    assert km._deb_version("linux-image-6.12.117+deb12-amd64_6.12.117-1~deb12u1_amd64.deb") \
+    assert _deb_version("linux-image-6.1.0-56-amd64_6.1.192-2_amd64.deb") == "6.1.192-2"
+    assert _deb_version("linux-image-6.12.117+deb12-amd64_6.12.117-1~deb12u1_amd64.deb") \
         == "6.12.117-1~deb12u1"
-    assert km._deb_version("x_1%3a2.0-1_all.deb") == "1:2.0-1"
+    assert _deb_version("x_1%3a2.0-1_all.deb") == "1:2.0-1"
 
 
 def test_cache_must_be_visible_in_the_guest_and_outside_the_repo():
     for bad in ("/var/cache/pybpf-matrix", "/var/tmp/m", "/run/m", os.path.join(ROOT, "cache")):
-        with pytest.raises(km.SetupError):
-            km.check_cache_dir(bad)
-    assert km.check_cache_dir("/var/lib/pybpf-matrix") == "/var/lib/pybpf-matrix"
+        with pytest.raises(SetupError):
+            check_cache_dir(bad)
+    assert check_cache_dir("/var/lib/pybpf-matrix") == "/var/lib/pybpf-matrix"
 
 
 def test_kernel_choice():
-    assert km.kernel_labels(None) == ["host", "5.10", "6.1", "6.12"]
-    assert km.kernel_labels(["all"]) == ["host", "5.10", "6.1", "6.12"]
-    assert km.kernel_labels(["6.12", "host"]) == ["host", "6.12"]
-    assert km.SERIES["5.10"].suite == "bullseye" and not km.SERIES["6.1"].suite
+    assert kernel_labels(None) == ["host", "5.10", "6.1", "6.12"]
+    assert kernel_labels(["all"]) == ["host", "5.10", "6.1", "6.12"]
+    assert kernel_labels(["6.12", "host"]) == ["host", "6.12"]
+    assert SERIES["5.10"].suite == "bullseye" and not SERIES["6.1"].suite
 
 
 def test_matrix_tests_exist():
     """The subset is named in one place; a renamed test file must be renamed there too."""
-    for path in km.MATRIX_TESTS:
+    for path in MATRIX_TESTS:
         assert os.path.exists(os.path.join(ROOT, path)), path
-    assert len(set(km.MATRIX_TESTS)) == len(km.MATRIX_TESTS)
+    assert len(set(MATRIX_TESTS)) == len(MATRIX_TESTS)
 
 
 # --- JUnit ----------------------------------------------------------------------------------
@@ -160,7 +160,7 @@ second line</failure></testcase>
 
 
 def test_junit_xunit1():
-    cases = km.parse_junit(XUNIT1)
+    cases = parse_junit(XUNIT1)
     assert [(c.file, c.name, c.outcome) for c in cases] == [
         ("tests/kernel/test_maps.py", "test_a", "passed"),
         ("tests/kernel/test_maps.py", "test_b[hash]", "failed"),
@@ -174,7 +174,7 @@ def test_junit_xunit1():
 
 
 def test_junit_xunit2_without_file_attributes():
-    cases = km.parse_junit(XUNIT2)
+    cases = parse_junit(XUNIT2)
     assert [(c.file, c.name, c.outcome) for c in cases] == [
         ("tests/kernel/test_features.py", "test_x", "passed"),
         ("tests/kernel/test_features.py", "TestY::test_z", "failed"),
@@ -196,7 +196,7 @@ def _run_dir(tmp_path, junit=None, meta=None, features=None):
 
 def test_load_run(tmp_path):
     features = {"other": {"ringbuf": {"available": True, "detail": ""}}}
-    run = km.load_run("6.1", _run_dir(tmp_path, XUNIT1, {"release": "6.1.0-56-amd64",
+    run = load_run("6.1", _run_dir(tmp_path, XUNIT1, {"release": "6.1.0-56-amd64",
                                                           "pytest_seconds": 80.5}, features))
     assert (run.release, run.test_seconds, run.problem) == ("6.1.0-56-amd64", 80.5, "")
     assert run.counts() == {"passed": 2, "failed": 1, "error": 1, "skipped": 1}
@@ -206,42 +206,42 @@ def test_load_run(tmp_path):
 
 
 def test_runs_without_results_say_why(tmp_path):
-    run = km.load_run("6.12", _run_dir(tmp_path))
+    run = load_run("6.12", _run_dir(tmp_path))
     assert "no JUnit report" in run.problem and not run.ok
     (tmp_path / "out" / "junit.xml").write_text("<testsuite")
-    assert "unreadable" in km.load_run("6.12", str(tmp_path / "out")).problem
+    assert "unreadable" in load_run("6.12", str(tmp_path / "out")).problem
     (tmp_path / "out" / "junit.xml").write_text("<testsuite name='pytest' tests='0'/>")
-    assert "no test cases" in km.load_run("6.12", str(tmp_path / "out")).problem
+    assert "no test cases" in load_run("6.12", str(tmp_path / "out")).problem
 
 
 # --- tables ---------------------------------------------------------------------------------
 
 def _runs():
-    host = km.KernelRun("host", "6.18.44",
-                        [km.Case("tests/kernel/test_maps.py", "test_a", "passed"),
-                         km.Case("tests/kernel/test_prog.py", "test_c", "passed")],
+    host = KernelRun("host", "6.18.44",
+                        [Case("tests/kernel/test_maps.py", "test_a", "passed"),
+                         Case("tests/kernel/test_prog.py", "test_c", "passed")],
                         test_seconds=8.2,
                         features={"other": {"ringbuf": {"available": True}},
                                   "link_types": {"BPF_LINK_TYPE_TCX": {"available": True}}})
-    old = km.KernelRun("6.1", "6.1.0-56-amd64", km.parse_junit(XUNIT1), boot_seconds=21.4,
+    old = KernelRun("6.1", "6.1.0-56-amd64", parse_junit(XUNIT1), boot_seconds=21.4,
                        test_seconds=83.0,
                        features={"other": {"ringbuf": {"available": True}},
                                  "link_types": {"BPF_LINK_TYPE_TCX": {"available": False}}})
-    dead = km.KernelRun("6.12", problem="timed out after 360 s (--timeout)")
+    dead = KernelRun("6.12", problem="timed out after 360 s (--timeout)")
     return [host, old, dead]
 
 
 def test_cells():
-    assert km.cell({"passed": 3, "failed": 0, "error": 0, "skipped": 0}) == "3 passed"
-    assert km.cell({"passed": 1, "failed": 2, "error": 1, "skipped": 1}) == \
+    assert cell({"passed": 3, "failed": 0, "error": 0, "skipped": 0}) == "3 passed"
+    assert cell({"passed": 1, "failed": 2, "error": 1, "skipped": 1}) == \
         "1 passed, 2 failed, 1 error, 1 skipped"
-    assert km.cell({"passed": 0, "failed": 0, "error": 0, "skipped": 0}) == "-"
+    assert cell({"passed": 0, "failed": 0, "error": 0, "skipped": 0}) == "-"
 
 
 def test_table_rows_and_columns():
     runs = _runs()
     assert runs[0].ok and not runs[1].ok and not runs[2].ok
-    header, rows = km.table_rows(runs)
+    header, rows = table_rows(runs)
     assert header == ["tests", "host (6.18.44)", "6.1 (6.1.0-56-amd64)", "6.12"]
     assert rows[0] == ["tests/kernel/test_maps.py", "1 passed", "1 passed, 1 failed", "no results"]
     assert rows[1] == ["tests/kernel/test_prog.py", "1 passed", "1 passed, 1 error, 1 skipped",
@@ -252,29 +252,29 @@ def test_table_rows_and_columns():
 
 
 def test_text_and_markdown_rendering():
-    header, rows = km.table_rows(_runs())
-    text = km.render_text(header, rows).splitlines()
+    header, rows = table_rows(_runs())
+    text = render_text(header, rows).splitlines()
     assert text[0].startswith("tests  ") and set(text[1]) <= {"-", " "}
     widths = [len(c) for c in text[1].split("  ")]
     assert text[2][widths[0] + 2:].startswith("1 passed")     # columns line up
-    md = km.render_markdown(["a|b", "c"], [["1", "2"]]).splitlines()
+    md = render_markdown(["a|b", "c"], [["1", "2"]]).splitlines()
     assert md == ["| a\\|b | c |", "|---|---|", "| 1 | 2 |"]
 
 
 def test_feature_table_and_report():
     runs = _runs()
-    header, rows = km.feature_rows(runs)
+    header, rows = feature_rows(runs)
     ringbuf = next(r for r in rows if r[0] == "ringbuf")
     tcx = next(r for r in rows if r[0] == "BPF_LINK_TYPE_TCX")
     assert ringbuf == ["ringbuf", "yes", "yes", "?"]
     assert tcx == ["BPF_LINK_TYPE_TCX", "yes", "no", "?"]
-    text = km.report(runs)
+    text = report(runs)
     assert "Failures:" in text and "6.12: timed out after 360 s" in text
     assert "6.1: FAILED tests/kernel/test_maps.py::test_b[hash]: AssertionError" in text
     assert "6.1: SKIPPED tests/kernel/test_prog.py::test_d: no bpftool" in text
-    md = km.report(runs, markdown=True)
+    md = report(runs, markdown=True)
     assert md.startswith("| tests | host (6.18.44) |") and "\n- 6.1: ERROR " in md
-    assert "Failures:" not in km.report(runs[:1])
+    assert "Failures:" not in report(runs[:1])
 
 
 # --- the guest side -------------------------------------------------------------------------
@@ -305,7 +305,7 @@ def test_guest_runner_writes_junit_and_meta_and_limits_each_test(tmp_path):
                            str(out), "--test-timeout", "2", "--", "test_sample.py"],
                           cwd=str(work), env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stdout + done.stderr
-    run = km.load_run("host", str(out))
+    run = load_run("host", str(out))
     outcomes = {c.name: (c.outcome, c.message) for c in run.cases}
     assert outcomes["test_passes"][0] == "passed"
     assert outcomes["test_fails"][0] == "failed"
@@ -336,23 +336,23 @@ PROGRESS = "\n".join([
 
 
 def test_progress_log_of_a_killed_run():
-    cases, running = km.parse_progress(PROGRESS)
+    cases, running = parse_progress(PROGRESS)
     assert [(c.nodeid, c.outcome, c.message) for c in cases] == [
         ("tests/kernel/test_maps.py::test_a", "failed", "AssertionError: no"),
         ("tests/kernel/test_maps.py::test_b[x]", "error", "OSError: EPERM"),
     ]
     assert cases[0].seconds == 0.6 and running == "tests/kernel/test_prog.py::test_hangs"
-    assert km.parse_progress("") == ([], "")
+    assert parse_progress("") == ([], "")
 
 
 def test_a_killed_run_shows_its_partial_results():
-    cases, _ = km.parse_progress(PROGRESS)
-    killed = km.KernelRun("5.10", "5.10.0-46-amd64", cases,
+    cases, _ = parse_progress(PROGRESS)
+    killed = KernelRun("5.10", "5.10.0-46-amd64", cases,
                           problem="timed out after 360 s (--timeout) while running x")
-    header, rows = km.table_rows([killed])
+    header, rows = table_rows([killed])
     assert rows[0] == ["tests/kernel/test_maps.py", "1 failed, 1 error (partial)"]
     assert rows[1][1] == "1 failed, 1 error; timed out after 360 s (--timeout)"
-    assert "while running x" in km.report([killed])
+    assert "while running x" in report([killed])
     assert not killed.ok
 
 
@@ -367,7 +367,7 @@ def test_progress_plugin_writes_as_the_run_goes(tmp_path):
     subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p",
                     "matrix_timeout", "test_sample.py"], cwd=str(work), env=env,
                    capture_output=True, timeout=120)
-    cases, running = km.parse_progress(progress.read_text())
+    cases, running = parse_progress(progress.read_text())
     assert {(c.name, c.outcome) for c in cases} == {("test_ok", "passed"), ("test_no", "failed")}
     assert running == "" and "assert 1 == 2" in [c for c in cases if c.name == "test_no"][0].message
 
@@ -376,14 +376,14 @@ def test_package_dirs_of_pyproject():
     text = ('[project]\nname = "x"\n[tool.setuptools.package-dir]\n'
             '"pybpf.programs" = "programs"\n"" = "src"\n[tool.pytest.ini_options]\n'
             '"a.b" = "c"\n')
-    assert km.package_dirs(text) == {"pybpf.programs": "programs"}
+    assert package_dirs(text) == {"pybpf.programs": "programs"}
     with open(os.path.join(ROOT, "pyproject.toml")) as f:
-        assert km.package_dirs(f.read()).get("pybpf.programs") == "programs"
+        assert package_dirs(f.read()).get("pybpf.programs") == "programs"
 
 
 def test_the_copy_imports_its_own_mapped_packages(tmp_path):
     copy = tmp_path / "copy"
-    km.copy_repo(str(copy), ROOT)
+    copy_repo(str(copy), ROOT)
     assert os.path.islink(str(copy / "pybpf" / "programs"))
     assert os.path.realpath(str(copy / "pybpf" / "programs")) == str(copy / "programs")
     assert not (copy / ".git").exists()
@@ -402,18 +402,18 @@ def attempts(*results):
 
 
 def hung(*outcomes):
-    return km.KernelRun("6.1", cases=[km.Case("tests/kernel/test_maps.py", "test_%d" % i, o)
+    return KernelRun("6.1", cases=[Case("tests/kernel/test_maps.py", "test_%d" % i, o)
                                       for i, o in enumerate(outcomes)],
                         problem="timed out after 300 s (--timeout) while running x",
                         timed_out=True)
 
 
 def test_a_hung_guest_is_run_again_and_the_report_says_so():
-    good = km.KernelRun("6.1", cases=[km.Case("tests/kernel/test_maps.py", "test_a", "passed")])
+    good = KernelRun("6.1", cases=[Case("tests/kernel/test_maps.py", "test_a", "passed")])
     run_once, limits = attempts(hung("passed"), good)
-    result = km.run_with_retries("6.1", run_once, 300, None, retries=1)
+    result = run_with_retries("6.1", run_once, 300, None, retries=1)
     assert result is good and result.ok and limits == [300, 300]
-    text = km.report([result])
+    text = report([result])
     assert "Run again (--retries):\n  6.1: attempt 1 timed out after 300 s" in text
     assert "Failures" not in text
 
@@ -421,15 +421,15 @@ def test_a_hung_guest_is_run_again_and_the_report_says_so():
 def test_failures_are_never_retried_and_retries_are_counted():
     failing = hung("passed", "failed")
     run_once, limits = attempts(failing)
-    assert km.run_with_retries("6.1", run_once, 300, None, retries=3) is failing
+    assert run_with_retries("6.1", run_once, 300, None, retries=3) is failing
     assert len(limits) == 1
     run_once, limits = attempts(hung(), hung(), hung())
-    result = km.run_with_retries("6.1", run_once, 300, None, retries=2)
+    result = run_with_retries("6.1", run_once, 300, None, retries=2)
     assert len(limits) == 3 and len(result.earlier) == 2 and not result.ok
 
 
 def test_no_attempt_starts_with_under_a_minute_of_budget_left():
     import time
     run_once, limits = attempts(hung())
-    result = km.run_with_retries("6.1", run_once, 300, time.time() + 30, retries=1)
+    result = run_with_retries("6.1", run_once, 300, time.time() + 30, retries=1)
     assert limits == [] and "budget" in result.problem and not result.ok

@@ -16,12 +16,14 @@ where a signal cannot interrupt it is left to the whole-VM timeout of
 to the console a little before, so the log says where it hung.
 """
 
+import contextlib
 import faulthandler
 import json
 import os
 import signal
 import sys
 import time
+from typing import Iterator
 
 import pytest
 
@@ -37,7 +39,10 @@ def _limit() -> float:
         return 0.0
 
 
-def _arm(what: str) -> float:
+@contextlib.contextmanager
+def _time_limit(what: str) -> Iterator[None]:
+    """Raise MatrixTestTimeout in the main thread when ``what`` takes longer
+    than MATRIX_TEST_TIMEOUT seconds (no limit when that is 0 or unset)."""
     seconds = _limit()
     if seconds > 0:
         def expire(signum, frame):
@@ -46,40 +51,30 @@ def _arm(what: str) -> float:
         signal.signal(signal.SIGALRM, expire)
         signal.setitimer(signal.ITIMER_REAL, seconds)
         faulthandler.dump_traceback_later(seconds * 2 + 30, exit=False, file=sys.stderr)
-    return seconds
-
-
-def _disarm(seconds: float) -> None:
-    if seconds > 0:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        faulthandler.cancel_dump_traceback_later()
+    try:
+        yield
+    finally:
+        if seconds > 0:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_setup(item):
-    armed = _arm("setup of %s" % item.nodeid)
-    try:
+    with _time_limit("setup of %s" % item.nodeid):
         yield
-    finally:
-        _disarm(armed)
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
-    armed = _arm(item.nodeid)
-    try:
+    with _time_limit(item.nodeid):
         yield
-    finally:
-        _disarm(armed)
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_teardown(item):
-    armed = _arm("teardown of %s" % item.nodeid)
-    try:
+    with _time_limit("teardown of %s" % item.nodeid):
         yield
-    finally:
-        _disarm(armed)
 
 
 def _progress(record) -> None:
