@@ -134,15 +134,22 @@ def write_private_file(dir_fd: int, name: str, data: bytes) -> None:
         raise
 
 
-def remove_private_files(dir_fd: int, suffix: str, keep: str) -> None:
-    """Delete the entries ending in ``suffix`` other than ``keep`` (older
-    cache entries), through the directory fd."""
+def prune_private_files(dir_fd: int, suffix: str, keep: int) -> None:
+    """Delete all but the ``keep`` newest entries ending in ``suffix``
+    (cache entries of other sources or kernels), through the directory fd."""
+    entries = []
     for name in os.listdir(dir_fd):
-        if name.endswith(suffix) and name != keep:
+        if name.endswith(suffix):
             try:
-                os.unlink(name, dir_fd=dir_fd)
+                entries.append((os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mtime_ns,
+                                name))
             except OSError:
                 pass
+    for _, name in sorted(entries, reverse=True)[keep:]:
+        try:
+            os.unlink(name, dir_fd=dir_fd)
+        except OSError:
+            pass
 
 
 # --- output files ---------------------------------------------------------------------------

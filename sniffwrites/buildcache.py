@@ -37,13 +37,16 @@ from pybpf.asm import AssembledProgram, Relocation
 from pybpf.errors import SourceLocation
 from pybpf.kernel.btf import VMLINUX_PATH
 from pybpf.safe_files import (default_cache_dir, open_private_dir, read_private_file,
-                              remove_private_files, write_private_file)
+                              prune_private_files, write_private_file)
 
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = "sniffwrites-build"
 CACHE_VERSION = 2
 ENTRY_SUFFIX = ".json"
+# Entries kept: one per install and kernel that shares the host's cache
+# (a virtualenv beside the system install, a kernel booted before).
+MAX_ENTRIES = 4
 
 
 def cache_dir() -> str:
@@ -178,7 +181,7 @@ def prebuild(programs: List[Any], modules: List[Any], directory: Optional[str] =
                 "subprograms": [s.label for s in program.subprograms()]}
         try:
             write_private_file(dir_fd, name, _encode_entry(key, entries))
-            remove_private_files(dir_fd, ENTRY_SUFFIX, keep=name)
+            prune_private_files(dir_fd, ENTRY_SUFFIX, keep=MAX_ENTRIES)
         except OSError as exc:
             log.debug("cannot write the build cache in %s: %s", directory, exc)
         return False

@@ -93,6 +93,23 @@ def test_builds_for_another_kernels_btf_never_go_into_the_cache(sniffwrites_prog
     assert os.listdir(private_dir) == []
 
 
+def test_entries_of_other_installs_are_kept_up_to_a_few(sniffwrites_programs, private_dir):
+    programs, modules, built = sniffwrites_programs
+    others = ["other-%d%s" % (i, buildcache.ENTRY_SUFFIX) for i in range(6)]
+    for age, name in enumerate(others):
+        path = os.path.join(private_dir, name)
+        open(path, "w").close()
+        os.utime(path, (1000 + age, 1000 + age))
+    prebuild(programs, modules, private_dir)
+    kept = sorted(os.listdir(private_dir))
+    assert len(kept) == buildcache.MAX_ENTRIES and os.path.basename(the_newest(private_dir)) \
+        in kept and set(kept) - {os.path.basename(the_newest(private_dir))} == set(others[-3:])
+
+
+def the_newest(directory):
+    return max((os.path.join(directory, n) for n in os.listdir(directory)), key=os.path.getmtime)
+
+
 def test_garbage_and_altered_bytecode_are_rebuilt(sniffwrites_programs, private_dir):
     programs, modules, built = sniffwrites_programs
     prebuild(programs, modules, private_dir)
