@@ -20,14 +20,13 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from .. import isa
+from .. import asm, isa
 from ..asm import caller_location
 from ..errors import ProgramBuildError, SourceLocation
 from ..isa import R0, R10, Reg
 from . import peephole
 from .calls import ARG_REGS, CallCode
 from .locations import MASK64, Base, FrameBase, MapValueBase, imm32
-from .peephole import Item
 from .regalloc import StackSlot, Storage
 from .types import IntType, PointerType
 from .values import (BoolOp, Compare, Cond, Const, ConstCond, Local, NEGATED, Not, Value,
@@ -105,17 +104,21 @@ class FunctionCode(CallCode):
         # where instructions come from instead of the caller's line: the
         # function's definition while its parameters arrive (see enter_body)
         self._location: Optional[SourceLocation] = entry
-        self._stream: List[Item] = []                     # to the sink, after the peephole
+        self._stream: List[asm.Instruction] = []          # to the sink, after the peephole
 
     # --- emission and labels ------------------------------------------------------------------
 
-    def _out(self, method: str, *args: Any, **kwargs: Any) -> None:
+    def _add(self, instruction: asm.Instruction) -> None:
+        """Append ``instruction``, named by the labels placed since the last
+        one and attributed to the current source line."""
         if not self.reachable:
             raise build_error("unreachable code: nothing can run after the return, break or "
                               "continue at %s in this block" % (self.unreachable_at,))
         if self.sink is not None:
-            self._stream.append(Item(method, args, kwargs, self._location or caller_location(),
-                                     list(self._pending)))
+            instruction.location = self._location or caller_location()
+            if self._pending:
+                instruction.labels = tuple(self._pending)
+            self._stream.append(instruction)
         self._pending.clear()
 
     def enter_body(self) -> None:
@@ -127,7 +130,8 @@ class FunctionCode(CallCode):
             self.subprograms.append(subprogram)
 
     def emit(self, insn: isa.Instruction) -> None:
-        self._out("emit", insn)
+        """Append a plain instruction."""
+        self._add(asm.Instruction(insn))
 
     def new_label(self, kind: str) -> str:
         self._labels += 1
@@ -149,7 +153,7 @@ class FunctionCode(CallCode):
 
     def goto(self, label: str) -> None:
         self._refs[label] = self._refs.get(label, 0) + 1
-        self._out("goto", label)
+        self._add(asm.goto(label))
         self._stop()
 
     def _stop(self) -> None:
@@ -547,11 +551,11 @@ class FunctionCode(CallCode):
 
     def map_value(self, dst: Reg, map_decl: Any, offset: int) -> None:
         self.maps[map_decl.name] = map_decl
-        self._out("ld_map", dst, map_decl.name, value_offset=offset)
+        self._add(asm.ld_map(dst, map_decl.name, value_offset=offset))
 
     def map_fd(self, dst: Reg, map_decl: Any) -> None:
         self.maps[map_decl.name] = map_decl
-        self._out("ld_map", dst, map_decl.name)
+        self._add(asm.ld_map(dst, map_decl.name))
 
     # --- jumps --------------------------------------------------------------------------------
 
@@ -585,7 +589,7 @@ class FunctionCode(CallCode):
         operand = self._operand(cond.b, cond.is64, {ra})
         code = _JUMP[op][cond.signed]
         self._refs[target] = self._refs.get(target, 0) + 1
-        self._out("jump", code, ra, operand, target, jmp32=not cond.is64)
+        self._add(asm.jump(code, ra, operand, target, jmp32=not cond.is64))
 
     def materialize(self, cond: Cond, vtype: IntType) -> Local:
         """A condition as a 0/1 value."""
@@ -635,11 +639,7 @@ class FunctionCode(CallCode):
             self._location = None
         self.alloc.finish()
         if self.sink is not None:
-            for item in peephole.optimize(self._stream):
-                for label in item.labels:
-                    self.sink.label(label, item.location)
-                getattr(self.sink, item.method)(*item.args, location=item.location,
-                                                **item.kwargs)
+            self.sink.extend(peephole.optimize(self._stream))
 
 
 def canonical_bits(vtype: Any) -> int:
