@@ -133,63 +133,83 @@ def ld_map(dst: isa.Reg, map_name: str, *, value_offset: Optional[int] = None,
 
 
 class AssembledProgram:
-    """Finished code: the assembled list of :class:`Instruction` (``listing``)
-    and, derived from it, plain tables: ``instructions``, ``relocations``,
+    """Finished code as plain tables: ``instructions``, ``relocations``,
     ``labels`` (name -> index; a label may name the end), ``lines``
-    (``lines[i]`` is where instruction ``i`` came from) and ``functions``.
+    (``lines[i]`` is where instruction ``i`` came from) and ``functions``;
+    and the same facts as one list of :class:`Instruction` (``listing``).
 
-    The constructor takes those tables, so that a program kept as plain
-    data (a build cache, a decoded dump) can be rebuilt:
+    The constructor takes the tables, so that a program kept as plain data
+    (a build cache, a decoded dump) is rebuilt with
     ``AssembledProgram(p.instructions, p.relocations, p.labels, p.lines,
-    p.functions, p.name)``. The assembler makes one with :meth:`from_listing`.
+    p.functions, p.name)``; it pickles as those tables too. The assembler
+    makes one with :meth:`from_listing`.
     """
 
-    __slots__ = ("name", "listing", "functions", "end_labels", "instructions", "relocations",
-                 "labels", "lines", "_slot_starts")
+    __slots__ = ("name", "instructions", "relocations", "labels", "lines", "functions",
+                 "_slot_starts", "_listing")
 
     def __init__(self, instructions: Sequence[isa.Instruction],
                  relocations: Sequence[Relocation] = (),
                  labels: Optional[Mapping[str, int]] = None,
                  lines: Optional[Sequence[Optional[SourceLocation]]] = None,
                  functions: Sequence[str] = (), name: str = ""):
-        locations = lines if lines is not None else (None,) * len(instructions)
-        listing = [Instruction(insn, location) for insn, location in zip(instructions, locations)]
-        for reloc in relocations:
-            entry = listing[reloc.index]
-            entry.reference, entry.kind, entry.offset = reloc.symbol, reloc.kind, reloc.offset
-        end_labels = []
-        for label, index in (labels or {}).items():
-            if index == len(listing):
-                end_labels.append(label)
-            else:
-                listing[index].labels += (label,)
-        self._set(listing, functions, end_labels, name)
+        self.name = name
+        self.instructions: Tuple[isa.Instruction, ...] = tuple(instructions)
+        self.relocations: Tuple[Relocation, ...] = tuple(relocations)
+        self.labels: Dict[str, int] = dict(labels or {})
+        self.lines: Tuple[Optional[SourceLocation], ...] = (
+            tuple(lines) if lines is not None else (None,) * len(self.instructions))
+        self.functions: Tuple[str, ...] = tuple(functions)
+        self._slot_starts = isa.slot_starts(self.instructions)  # and the end, last
+        self._listing: Optional[Tuple[Instruction, ...]] = None
 
     @classmethod
     def from_listing(cls, listing: Sequence[Instruction], functions: Sequence[str] = (),
                      end_labels: Sequence[str] = (), name: str = "") -> "AssembledProgram":
         """A program from an assembled list (every jump and call resolved);
         ``end_labels`` name the end, after the last instruction."""
-        program = cls.__new__(cls)
-        program._set(listing, functions, end_labels, name)
+        labels = {label: index for index, entry in enumerate(listing) for label in entry.labels}
+        labels.update((label, len(listing)) for label in end_labels)
+        relocations = [Relocation(index, entry.kind, entry.reference, entry.offset)
+                       for index, entry in enumerate(listing) if entry.kind in _RELOCATIONS]
+        program = cls([entry.insn for entry in listing], relocations, labels,
+                      [entry.location for entry in listing], functions, name)
+        program._listing = tuple(listing)
         return program
 
-    def _set(self, listing: Sequence[Instruction], functions: Sequence[str],
-             end_labels: Sequence[str], name: str) -> None:
-        self.name = name
-        self.listing: Tuple[Instruction, ...] = tuple(listing)
-        self.functions: Tuple[str, ...] = tuple(functions)
-        self.end_labels: Tuple[str, ...] = tuple(end_labels)
-        self.instructions: Tuple[isa.Instruction, ...] = tuple(i.insn for i in listing)
-        self.lines: Tuple[Optional[SourceLocation], ...] = tuple(i.location for i in listing)
-        self.relocations: Tuple[Relocation, ...] = tuple(
-            Relocation(index, i.kind, i.reference, i.offset)
-            for index, i in enumerate(listing) if i.kind in _RELOCATIONS)
-        self.labels: Dict[str, int] = {label: index for index, i in enumerate(listing)
-                                       for label in i.labels}
-        for label in end_labels:
-            self.labels[label] = len(listing)
-        self._slot_starts = isa.slot_starts(self.instructions)  # and the end, last
+    _TABLES = ("name", "instructions", "relocations", "labels", "lines", "functions",
+               "_slot_starts")
+
+    def __getstate__(self) -> Tuple[object, ...]:
+        """Pickled as its plain tables (the list is made again when asked for)."""
+        return tuple(getattr(self, field) for field in self._TABLES)
+
+    def __setstate__(self, state: Tuple[object, ...]) -> None:
+        for field, value in zip(self._TABLES, state):
+            setattr(self, field, value)
+        self._listing = None
+
+    @property
+    def listing(self) -> Tuple[Instruction, ...]:
+        """The instructions with their labels, map references and source
+        lines (jumps and calls are resolved: their offsets are final)."""
+        if self._listing is None:
+            listing = [Instruction(insn, location)
+                       for insn, location in zip(self.instructions, self.lines)]
+            for reloc in self.relocations:
+                entry = listing[reloc.index]
+                entry.reference, entry.kind, entry.offset = reloc.symbol, reloc.kind, reloc.offset
+            for label, index in self.labels.items():
+                if index < len(listing):
+                    listing[index].labels += (label,)
+            self._listing = tuple(listing)
+        return self._listing
+
+    @property
+    def end_labels(self) -> Tuple[str, ...]:
+        """Labels that name the end, after the last instruction."""
+        return tuple(label for label, index in self.labels.items()
+                     if index == len(self.instructions))
 
     def __len__(self) -> int:
         return len(self.instructions)
