@@ -141,8 +141,7 @@ class AssembledProgram:
     The constructor takes the tables, so that a program kept as plain data
     (a build cache, a decoded dump) is rebuilt with
     ``AssembledProgram(p.instructions, p.relocations, p.labels, p.lines,
-    p.functions, p.name)``; it pickles as those tables too. The assembler
-    makes one with :meth:`from_listing`.
+    p.functions, p.name)``; it pickles as those tables too.
     """
 
     __slots__ = ("name", "instructions", "relocations", "labels", "lines", "functions",
@@ -162,20 +161,6 @@ class AssembledProgram:
         self.functions: Tuple[str, ...] = tuple(functions)
         self._slot_starts = isa.slot_starts(self.instructions)  # and the end, last
         self._listing: Optional[Tuple[Instruction, ...]] = None
-
-    @classmethod
-    def from_listing(cls, listing: Sequence[Instruction], functions: Sequence[str] = (),
-                     end_labels: Sequence[str] = (), name: str = "") -> "AssembledProgram":
-        """A program from an assembled list (every jump and call resolved);
-        ``end_labels`` name the end, after the last instruction."""
-        labels = {label: index for index, entry in enumerate(listing) for label in entry.labels}
-        labels.update((label, len(listing)) for label in end_labels)
-        relocations = [Relocation(index, entry.kind, entry.reference, entry.offset)
-                       for index, entry in enumerate(listing) if entry.kind in _RELOCATIONS]
-        program = cls([entry.insn for entry in listing], relocations, labels,
-                      [entry.location for entry in listing], functions, name)
-        program._listing = tuple(listing)
-        return program
 
     _TABLES = ("name", "instructions", "relocations", "labels", "lines", "functions",
                "_slot_starts")
@@ -283,6 +268,9 @@ class Assembler:
         self._listing: List[Instruction] = []
         self._pending: List[str] = []                 # labels naming the next instruction
         self._label_lines: Dict[str, Optional[SourceLocation]] = {}
+        self._label_index: Dict[str, int] = {}        # of the instruction each label names
+        self._resolvable: List[int] = []              # indexes of jumps and calls
+        self._relocations: List[Relocation] = []
         self._functions: List[str] = []
 
     def __len__(self) -> int:
@@ -295,11 +283,20 @@ class Assembler:
         if problem:
             raise AssemblyError("invalid instruction %r: %s" % (instruction.insn, problem),
                                 instruction.location)
+        index = len(self._listing)
         for name in instruction.labels:
             self._define(name, instruction.location)
         if self._pending:
             instruction.labels = tuple(self._pending) + instruction.labels
             self._pending = []
+        for name in instruction.labels:
+            self._label_index[name] = index
+        kind = instruction.kind
+        if kind in _RELOCATIONS:
+            self._relocations.append(Relocation(index, kind, instruction.reference,
+                                                instruction.offset))
+        elif kind is not None:
+            self._resolvable.append(index)
         self._listing.append(instruction)
 
     def extend(self, instructions: Sequence[Instruction]) -> None:
@@ -369,16 +366,21 @@ class Assembler:
         """Resolve jump and call references into offsets and return the
         finished program."""
         listing = self._listing
+        instructions = [entry.insn for entry in listing]
         # a label may name the end (e.g. a final exit path): slot_starts has it last
-        slot_starts = isa.slot_starts([entry.insn for entry in listing])
-        target_index = {name: index for index, entry in enumerate(listing)
-                        for name in entry.labels}
+        slot_starts = isa.slot_starts(instructions)
+        labels = dict(self._label_index)
         for name in self._pending:
-            target_index[name] = len(listing)
-        for index, entry in enumerate(listing):
-            if entry.kind is not None and entry.kind not in _RELOCATIONS:
-                _resolve(entry, slot_starts[index], target_index, slot_starts)
-        return AssembledProgram.from_listing(listing, self._functions, self._pending, self.name)
+            labels[name] = len(listing)
+        for index in self._resolvable:
+            entry = listing[index]
+            _resolve(entry, slot_starts[index], labels, slot_starts)
+            instructions[index] = entry.insn
+        program = AssembledProgram(instructions, self._relocations, labels,
+                                   [entry.location for entry in listing], self._functions,
+                                   self.name)
+        program._listing = tuple(listing)
+        return program
 
 
 def _resolve(entry: Instruction, slot: int, target_index: Mapping[str, int],
