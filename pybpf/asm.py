@@ -313,8 +313,16 @@ class Assembler:
     # -- one instruction at a time -----------------------------------------------------
 
     def emit(self, insn: isa.Instruction, location: Optional[SourceLocation] = None) -> None:
-        """Add a plain instruction."""
-        self.append(Instruction(insn, location or caller_location()))
+        """Add a plain instruction (the short path of :meth:`append`: no
+        reference, no labels of its own)."""
+        entry = Instruction(insn, location or caller_location())
+        problem = isa.validity_problem(insn)
+        if problem:
+            raise AssemblyError("invalid instruction %r: %s" % (insn, problem), entry.location)
+        if self._pending:
+            self.append(entry)
+        else:
+            self._listing.append(entry)
 
     def label(self, name: str, location: Optional[SourceLocation] = None) -> None:
         """Name the next instruction emitted."""
