@@ -274,7 +274,7 @@ class FunctionCode(ArithmeticCode, CallCode):
         if dst != src:
             self.emit(isa.mov(dst, src))
 
-    # --- moves ---------------------------------------------------------------------------------------
+    # --- moves -------------------------------------------------------------------------------
 
     def _load_into(self, reg: Reg, value: Value, is64: bool) -> None:
         if isinstance(value, Const):
