@@ -27,7 +27,7 @@ import os
 import re
 from typing import Dict, List, NamedTuple, NoReturn, Optional, Set, Tuple
 
-from . import asm, disasm, helper_defs, isa
+from . import asm, disasm_tables, helper_defs, isa
 from .errors import AssemblyError, SourceLocation
 
 # --- lexical pieces -------------------------------------------------------------------
@@ -74,12 +74,12 @@ def _template(text: str) -> "re.Pattern[str]":
 
 # Operator spellings: the disassembler's tables read backwards, so that what
 # it prints always parses.
-ALU_OPS = {text: op for op, text in disasm.ALU_OPERATORS.items()}
-ALU_OPS.update({text: op for op, text in disasm.SIGNED_ALU_OPERATORS.items()})
-SIGNED_ALU_OPS = tuple(disasm.SIGNED_ALU_OPERATORS.values())  # the signed forms set off = 1
-JUMP_OPS = {text: op for op, text in disasm.JUMP_OPERATORS.items()}
-ATOMIC_ALU_OPS = {disasm.ALU_OPERATORS[op]: op for op in disasm.ATOMIC_ALU_NAMES}
-ATOMIC_FETCH_OPS = {name: op for op, name in disasm.ATOMIC_ALU_NAMES.items()}
+ALU_OPS = {text: op for op, text in disasm_tables.ALU_OPERATORS.items()}
+ALU_OPS.update({text: op for op, text in disasm_tables.SIGNED_ALU_OPERATORS.items()})
+SIGNED_ALU_OPS = tuple(disasm_tables.SIGNED_ALU_OPERATORS.values())  # the signed forms set off = 1
+JUMP_OPS = {text: op for op, text in disasm_tables.JUMP_OPERATORS.items()}
+ATOMIC_ALU_OPS = {disasm_tables.ALU_OPERATORS[op]: op for op in disasm_tables.ATOMIC_ALU_NAMES}
+ATOMIC_FETCH_OPS = {name: op for op, name in disasm_tables.ATOMIC_ALU_NAMES.items()}
 LOAD_SIZES = {"u8": 1, "u16": 2, "u32": 4, "u64": 8}
 SIGNED_LOAD_SIZES = {"s8": 1, "s16": 2, "s32": 4}
 ATOMIC_SUFFIX_SIZES = {"_64": 8, "32_32": 4}

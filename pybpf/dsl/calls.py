@@ -11,7 +11,7 @@ which later calls in the same block reuse while it still holds the value.
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .. import isa
+from .. import asm, isa
 from ..isa import R0, R10, Reg
 from .locations import Base, FrameBase, MapValueBase, imm32
 from .regalloc import StackSlot
@@ -66,9 +66,9 @@ class CallCode:
         self.alloc.call()
         self._marshal(args, temps)
         if helper is not None:
-            self._out("call", helper)
+            self._add(asm.call(helper))
         else:
-            self._out("call_function", function)
+            self._add(asm.call_function(function))
         if ret_type is None:
             return None
         storage = self.new_storage(origin)
@@ -187,7 +187,7 @@ class CallCode:
             self.map_value(target, m.payload[0], m.payload[1])
         else:
             self._refs[m.payload] = 1
-            self._out("ld_function", target, m.payload)
+            self._add(asm.ld_function(target, m.payload))
 
 
 def _temp_key(arg: Arg) -> Tuple[Any, ...]:

@@ -1,8 +1,12 @@
-"""Instruction selection for one function: values, memory, jumps, calls.
+"""Instruction selection for one function: values, memory, jumps, returns.
 
 :class:`FunctionCode` turns DSL operations into instructions on the homes
-:mod:`pybpf.dsl.regalloc` chose. It is the only place that names registers.
-It keeps the invariants the rest relies on:
+:mod:`pybpf.dsl.regalloc` chose; with its mixins for arithmetic
+(:mod:`~pybpf.dsl.arith`) and calls (:mod:`~pybpf.dsl.calls`) it is the only
+place that names registers. It appends :class:`pybpf.asm.Instruction`
+entries, each with its labels, reference and source line, to one list that
+the peephole pass rewrites and the assembler takes. It keeps the invariants
+the rest relies on:
 
 * a value of 32 bits or less sits in a register with the upper 32 bits
   zero (ALU32 operations, zero-extending loads; ``s8``/``s16`` are
@@ -20,22 +24,19 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from .. import isa
+from .. import asm, isa
 from ..asm import caller_location
 from ..errors import ProgramBuildError, SourceLocation
 from ..isa import R0, R10, Reg
 from . import peephole
+from .arith import ArithmeticCode, canonical_bits
 from .calls import ARG_REGS, CallCode
 from .locations import MASK64, Base, FrameBase, MapValueBase, imm32
-from .peephole import Item
 from .regalloc import StackSlot, Storage
 from .types import IntType, PointerType
 from .values import (BoolOp, Compare, Cond, Const, ConstCond, Local, NEGATED, Not, Value,
                      Var, as_value, build_error, convert, implicit)
 
-_ALU = {"+": isa.BPF_ADD, "-": isa.BPF_SUB, "*": isa.BPF_MUL, "/": isa.BPF_DIV,
-        "%": isa.BPF_MOD, "&": isa.BPF_AND, "|": isa.BPF_OR, "^": isa.BPF_XOR,
-        "<<": isa.BPF_LSH, ">>": isa.BPF_RSH}
 _JUMP = {"==": (isa.BPF_JEQ, isa.BPF_JEQ), "!=": (isa.BPF_JNE, isa.BPF_JNE),
          "<": (isa.BPF_JLT, isa.BPF_JSLT), "<=": (isa.BPF_JLE, isa.BPF_JSLE),
          ">": (isa.BPF_JGT, isa.BPF_JSGT), ">=": (isa.BPF_JGE, isa.BPF_JSGE)}
@@ -80,7 +81,7 @@ class Block:
         self.temps: Dict[Any, Tuple[int, int]] = {}   # stored argument -> (offset, size)
 
 
-class FunctionCode(CallCode):
+class FunctionCode(ArithmeticCode, CallCode):
     """Instructions of one function into ``sink`` (an Assembler, or None
     in the tracing build)."""
 
@@ -105,17 +106,21 @@ class FunctionCode(CallCode):
         # where instructions come from instead of the caller's line: the
         # function's definition while its parameters arrive (see enter_body)
         self._location: Optional[SourceLocation] = entry
-        self._stream: List[Item] = []                     # to the sink, after the peephole
+        self._stream: List[asm.Instruction] = []          # to the sink, after the peephole
 
     # --- emission and labels ------------------------------------------------------------------
 
-    def _out(self, method: str, *args: Any, **kwargs: Any) -> None:
+    def _add(self, instruction: asm.Instruction) -> None:
+        """Append ``instruction``, named by the labels placed since the last
+        one and attributed to the current source line."""
         if not self.reachable:
             raise build_error("unreachable code: nothing can run after the return, break or "
                               "continue at %s in this block" % (self.unreachable_at,))
         if self.sink is not None:
-            self._stream.append(Item(method, args, kwargs, self._location or caller_location(),
-                                     list(self._pending)))
+            instruction.location = self._location or caller_location()
+            if self._pending:
+                instruction.labels = tuple(self._pending)
+            self._stream.append(instruction)
         self._pending.clear()
 
     def enter_body(self) -> None:
@@ -127,7 +132,8 @@ class FunctionCode(CallCode):
             self.subprograms.append(subprogram)
 
     def emit(self, insn: isa.Instruction) -> None:
-        self._out("emit", insn)
+        """Append a plain instruction."""
+        self._add(asm.Instruction(insn))
 
     def new_label(self, kind: str) -> str:
         self._labels += 1
@@ -149,7 +155,7 @@ class FunctionCode(CallCode):
 
     def goto(self, label: str) -> None:
         self._refs[label] = self._refs.get(label, 0) + 1
-        self._out("goto", label)
+        self._add(asm.goto(label))
         self._stop()
 
     def _stop(self) -> None:
@@ -268,52 +274,7 @@ class FunctionCode(CallCode):
         if dst != src:
             self.emit(isa.mov(dst, src))
 
-    # --- arithmetic ---------------------------------------------------------------------------
-
-    def binop(self, op: str, a: Value, b: Value, t: IntType) -> Local:
-        if t.signed and op in ("/", "%") and self.cpu < 4:
-            raise build_error("signed %s needs the cpu v4 instruction set (sdiv/smod, Linux "
-                              "6.6); build with cpu=4, or make the operands unsigned"
-                              % ("division" if op == "/" else "modulo"))
-        if op in ("<<", ">>") and t.is64:
-            b = self.clean(b)
-        storage = self.new_storage()
-        self.use(a, storage)
-        if isinstance(a, Local):
-            self.alloc.derive(a.storage, storage)
-        self.use(b, storage)
-        result = self._result(t, storage)
-        storage.bits = _result_bits(op, a, b, t)
-        if self.live(storage):
-            self._emit_binop(op, a, b, t, storage)
-        return result
-
-    def _emit_binop(self, op: str, a: Value, b: Value, t: IntType, storage: Storage) -> None:
-        is64 = t.is64
-        code = isa.BPF_ARSH if op == ">>" and t.signed else _ALU[op]
-        off = 1 if t.signed and op in ("/", "%") else 0
-        ra, rb = self._home_reg(a), self._home_reg(b)
-        avoid = {r for r in (ra, rb) if r is not None}
-        dst = self._target(storage, avoid)
-        operand = self._operand(b, is64, avoid | {dst})
-
-        def alu(target: Reg, source: Union[Reg, int]) -> None:
-            self.emit(isa.alu(code, target, source, alu64=is64, off=off))
-
-        if ra is not None and dst == ra:
-            alu(dst, operand)
-        elif isinstance(operand, Reg) and dst == operand:
-            if op in ("+", "*", "&", "|", "^"):
-                alu(dst, ra if ra is not None else self._reg_of(a, avoid | {dst}))
-            else:
-                spare = self.alloc.scratch(avoid | {dst})
-                self._load_into(spare, a, is64)
-                alu(spare, operand)
-                self.move(dst, spare)
-        else:
-            self._load_into(dst, a, is64)
-            alu(dst, operand)
-        self._writeback(storage, dst)
+    # --- moves -------------------------------------------------------------------------------
 
     def _load_into(self, reg: Reg, value: Value, is64: bool) -> None:
         if isinstance(value, Const):
@@ -322,76 +283,6 @@ class FunctionCode(CallCode):
             self.emit(isa.ldx(8, reg, R10, int(value.storage.home)))
         else:
             self.move(reg, value.storage.home)
-
-    def convert(self, value: Local, to: IntType) -> Local:
-        """Code for an integer conversion, or the same storage when the
-        register already holds the converted value (or holds it in its low
-        bits: a narrowing conversion costs nothing until cleaned)."""
-        f = value.type
-        if to.size < f.size or (to.size == f.size < 4 and to.signed != f.signed):
-            bits = value.storage.bits
-            fits = bits <= (to.bits - 1 if to.signed and to.size < 4 else to.bits)
-            return Local(to, value.storage, dirty=value.dirty or not fits)
-        value = self.clean(value)
-        if to.is64:
-            if f.is64 or not f.signed:
-                return Local(to, value.storage)
-            return self._unary(value, to, self._sign_extend_64)
-        if to.size < 4 and f.signed and not to.signed:   # s8 -> u16: -1 is 0xffff
-            return self._unary(value, to, lambda dst: self._mask(dst, to.bits))
-        return Local(to, value.storage)
-
-    def clean(self, value: Value) -> Value:
-        """``value`` with the bits above its width in canonical form (see
-        :class:`~pybpf.dsl.values.Local`)."""
-        if not (isinstance(value, Local) and value.dirty):
-            return value
-        t = value.type
-        if t.size == 4:
-            code = (lambda dst: self.emit(isa.mov(dst, dst, alu64=False)))
-        elif t.signed:
-            code = (lambda dst: self._sign_extend_32(dst, t.bits))
-        else:
-            code = (lambda dst: self._mask(dst, t.bits))
-        return self._unary(Local(t, value.storage), t, code)
-
-    def _mask(self, reg: Reg, bits: int) -> None:
-        self.emit(isa.alu(isa.BPF_AND, reg, (1 << bits) - 1, alu64=False))
-
-    def _unary(self, value: Local, to: IntType, code) -> Local:
-        storage = self.new_storage()
-        self.use(value, storage)
-        self.alloc.derive(value.storage, storage)
-        result = self._result(to, storage)
-        storage.bits = canonical_bits(to)
-        if self.live(storage):
-            source = self._home_reg(value)
-            dst = self._target(storage, {source} if source is not None else ())
-            self._load_into(dst, value, True)
-            code(dst)
-            self._writeback(storage, dst)
-        return result
-
-    def _sign_extend_64(self, reg: Reg) -> None:
-        if self.cpu >= 4:
-            self.emit(isa.movsx(reg, reg, 32))
-        else:
-            self.emit(isa.alu(isa.BPF_LSH, reg, 32))
-            self.emit(isa.alu(isa.BPF_ARSH, reg, 32))
-
-    def to_big_endian(self, value: Local, to: IntType) -> Local:
-        """``value``'s low ``to.bits`` bits in the other byte order, as a
-        ``to`` (``bpf_htons`` and friends: ``be16``/``be32`` swap on a
-        little-endian machine and only zero-extend on a big-endian one)."""
-        return self._unary(value, to, lambda dst: self.emit(isa.endian(dst, to.bits, big=True)))
-
-    def _sign_extend_32(self, reg: Reg, bits: int) -> None:
-        """Sign-extend the low ``bits`` of ``reg`` to 32 bits, upper half zero."""
-        if self.cpu >= 4:
-            self.emit(isa.movsx(reg, reg, bits, alu64=False))
-        else:
-            self.emit(isa.alu(isa.BPF_LSH, reg, 32 - bits, alu64=False))
-            self.emit(isa.alu(isa.BPF_ARSH, reg, 32 - bits, alu64=False))
 
     # --- variables ----------------------------------------------------------------------------
 
@@ -547,11 +438,11 @@ class FunctionCode(CallCode):
 
     def map_value(self, dst: Reg, map_decl: Any, offset: int) -> None:
         self.maps[map_decl.name] = map_decl
-        self._out("ld_map", dst, map_decl.name, value_offset=offset)
+        self._add(asm.ld_map(dst, map_decl.name, value_offset=offset))
 
     def map_fd(self, dst: Reg, map_decl: Any) -> None:
         self.maps[map_decl.name] = map_decl
-        self._out("ld_map", dst, map_decl.name)
+        self._add(asm.ld_map(dst, map_decl.name))
 
     # --- jumps --------------------------------------------------------------------------------
 
@@ -585,7 +476,7 @@ class FunctionCode(CallCode):
         operand = self._operand(cond.b, cond.is64, {ra})
         code = _JUMP[op][cond.signed]
         self._refs[target] = self._refs.get(target, 0) + 1
-        self._out("jump", code, ra, operand, target, jmp32=not cond.is64)
+        self._add(asm.jump(code, ra, operand, target, jmp32=not cond.is64))
 
     def materialize(self, cond: Cond, vtype: IntType) -> Local:
         """A condition as a 0/1 value."""
@@ -635,54 +526,7 @@ class FunctionCode(CallCode):
             self._location = None
         self.alloc.finish()
         if self.sink is not None:
-            for item in peephole.optimize(self._stream):
-                for label in item.labels:
-                    self.sink.label(label, item.location)
-                getattr(self.sink, item.method)(*item.args, location=item.location,
-                                                **item.kwargs)
-
-
-def canonical_bits(vtype: Any) -> int:
-    """How many low bits of a register holding ``vtype`` may be set: the
-    width of an unsigned type; 32 for signed ones up to 32 bits (they are
-    sign-extended to 32); 64 for 64-bit types and pointers."""
-    if isinstance(vtype, IntType) and vtype.size <= 4:
-        return vtype.bits if not vtype.signed else 32
-    return 64
-
-
-def _bits(value: Value) -> int:
-    if isinstance(value, Const):
-        return value.value.bit_length() if value.value >= 0 else 64
-    return value.storage.bits if not value.dirty else 64
-
-
-def _result_bits(op: str, a: Value, b: Value, t: IntType) -> int:
-    """An upper bound of the significant bits of ``a op b`` (unsigned ``t``),
-    so that narrowing it later needs no masking (``u8(flags | 1)``)."""
-    width = canonical_bits(t)
-    if t.signed:
-        return width
-    ba, bb = _bits(a), _bits(b)
-    if op == "&":
-        bits = min(ba, bb)
-    elif op in ("|", "^"):
-        bits = max(ba, bb)
-    elif op == "+":
-        bits = max(ba, bb) + 1
-    elif op == "*":
-        bits = ba + bb
-    elif op == "/":
-        bits = ba
-    elif op == "%":
-        bits = bb
-    elif op == ">>" and isinstance(b, Const):
-        bits = max(ba - b.value, 0)
-    elif op == "<<" and isinstance(b, Const):
-        bits = ba + b.value
-    else:
-        bits = width
-    return min(bits, width)
+            self.sink.extend(peephole.optimize(self._stream))
 
 
 def _is64(vtype: Any) -> bool:

@@ -18,9 +18,9 @@ counter (``events.lost``, a map of its own) when the ring is full, so no
 program can forget to.
 """
 
-import sys
 from typing import Any, Dict, Iterator, Optional
 
+from ..caller import user_frame
 from ..kernel.maps import MapSpec
 from ..kernel.objects import (BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH,
                               BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_PERCPU_HASH,
@@ -36,27 +36,15 @@ BPF_ANY = 0
 BPF_NOEXIST = 1
 BPF_EXIST = 2
 
-_PACKAGE_DIR = __file__.rsplit("/", 2)[0] + "/"
-
-
-def user_globals() -> Dict[str, Any]:
-    """The globals of the first caller outside pybpf: where a declaration
-    is assigned, so that it can learn its variable name."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        filename = frame.f_code.co_filename
-        if not filename.startswith(_PACKAGE_DIR) or "/programs/" in filename:
-            return frame.f_globals
-        frame = frame.f_back  # type: ignore[assignment]
-    return {}
-
-
 class Named:
-    """Something declared at module level that takes its variable's name."""
+    """Something declared at module level that takes its variable's name:
+    the name it is bound to in the globals of the module declaring it (the
+    innermost user code running when it is made), unless given ``name``."""
 
     def __init__(self, name: Optional[str]):
         self._name = name
-        self._scope = user_globals()
+        frame = user_frame() if name is None else None
+        self._scope: Dict[str, Any] = frame.f_globals if frame is not None else {}
 
     @property
     def name(self) -> str:

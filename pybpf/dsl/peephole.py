@@ -6,14 +6,15 @@ Structured control flow leaves two patterns clang would not emit:
   or a ``goto``): becomes ``if !c goto B; A:``;
 * ``goto A; A:`` (an ``else`` that ended where the chain ends): removed.
 
-Instructions are kept as the calls that will make them (``("jump",
-args)``, ``("goto", args)``, ...) with the labels naming them, so a rule
-only rewrites calls; the assembler still computes every offset.
+The pass rewrites the list of :class:`pybpf.asm.Instruction` the function
+emitted: jumps still refer to labels, which name instructions, so a rule
+only changes references and labels; the assembler computes every offset.
 """
 
-from typing import Any, Dict, List, Tuple
+from typing import List
 
 from .. import isa
+from ..asm import GOTO_OPCODE, REF_JUMP, Instruction
 
 # not (a OP b) as a jump operation
 _NEGATED = {isa.BPF_JEQ: isa.BPF_JNE, isa.BPF_JNE: isa.BPF_JEQ,
@@ -21,44 +22,40 @@ _NEGATED = {isa.BPF_JEQ: isa.BPF_JNE, isa.BPF_JNE: isa.BPF_JEQ,
             isa.BPF_JGE: isa.BPF_JLT, isa.BPF_JLT: isa.BPF_JGE,
             isa.BPF_JSGT: isa.BPF_JSLE, isa.BPF_JSLE: isa.BPF_JSGT,
             isa.BPF_JSGE: isa.BPF_JSLT, isa.BPF_JSLT: isa.BPF_JSGE}
+_OP_BITS = 0xF0
 
 
-class Item:
-    """One instruction to emit: ``method(*args, location=..., **kwargs)``
-    on the assembler, named by ``labels``."""
-
-    __slots__ = ("method", "args", "kwargs", "location", "labels")
-
-    def __init__(self, method: str, args: Tuple[Any, ...], kwargs: Dict[str, Any],
-                 location: Any, labels: List[str]):
-        self.method, self.args, self.kwargs = method, args, kwargs
-        self.location, self.labels = location, labels
-
-
-def optimize(items: List[Item]) -> List[Item]:
+def optimize(instructions: List[Instruction]) -> List[Instruction]:
+    """Apply the rules (in place) until none matches; returns the list."""
     changed = True
     while changed:
-        changed = _invert_over_goto(items) or _drop_goto_next(items)
-    return items
+        changed = _invert_over_goto(instructions) or _drop_goto_next(instructions)
+    return instructions
 
 
-def _invert_over_goto(items: List[Item]) -> bool:
-    for i in range(len(items) - 2):
-        jump, goto, after = items[i], items[i + 1], items[i + 2]
-        if jump.method == "jump" and goto.method == "goto" and not goto.labels \
-                and jump.args[3] in after.labels and jump.args[0] in _NEGATED:
-            code, dst, operand, _target = jump.args
-            jump.args = (_NEGATED[code], dst, operand, goto.args[0])
-            del items[i + 1]
+def _is_goto(entry: Instruction) -> bool:
+    return entry.kind == REF_JUMP and entry.insn.opcode == GOTO_OPCODE
+
+
+def _invert_over_goto(instructions: List[Instruction]) -> bool:
+    for i in range(len(instructions) - 2):
+        jump, goto, after = instructions[i], instructions[i + 1], instructions[i + 2]
+        if jump.kind == REF_JUMP and (jump.insn.opcode & _OP_BITS) in _NEGATED \
+                and _is_goto(goto) and not goto.labels and jump.reference in after.labels:
+            opcode = jump.insn.opcode
+            negated = opcode & ~_OP_BITS | _NEGATED[opcode & _OP_BITS]
+            jump.insn = jump.insn._replace(opcode=negated)
+            jump.reference = goto.reference
+            del instructions[i + 1]
             return True
     return False
 
 
-def _drop_goto_next(items: List[Item]) -> bool:
-    for i in range(len(items) - 1):
-        goto, after = items[i], items[i + 1]
-        if goto.method == "goto" and goto.args[0] in after.labels:
-            after.labels[:0] = goto.labels
-            del items[i]
+def _drop_goto_next(instructions: List[Instruction]) -> bool:
+    for i in range(len(instructions) - 1):
+        goto, after = instructions[i], instructions[i + 1]
+        if _is_goto(goto) and goto.reference in after.labels:
+            after.labels = goto.labels + after.labels
+            del instructions[i]
             return True
     return False
