@@ -26,6 +26,7 @@ Indexes: ``index`` always counts logical instructions (an ``ld_imm64`` is one);
 """
 
 from bisect import bisect_right
+from operator import itemgetter
 from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 from . import helper_defs, isa
@@ -54,27 +55,24 @@ class Relocation(NamedTuple):
     offset: int = 0     # byte offset into the value, for RELOC_MAP_VALUE
 
 
-class Instruction:
-    """One logical instruction and its metadata.
+class Instruction(NamedTuple):
+    """One logical instruction and its metadata, an immutable value (passes
+    put a ``_replace``d copy in its place, as cilium's asm does).
 
     ``insn`` is the :class:`pybpf.isa.Instruction` (with a zero offset until
-    its reference is resolved); ``labels`` name it; ``reference`` is the
-    label or map it refers to and ``kind`` how (``REF_*``/``RELOC_*``),
-    ``offset`` the byte offset into a map's value; ``location`` is where it
-    was emitted. Passes may rewrite these until the list is assembled.
+    its reference is resolved); ``location`` is where it was emitted;
+    ``reference`` is the label or map it refers to and ``kind`` how
+    (``REF_*``/``RELOC_*``), ``offset`` the byte offset into a map's value;
+    ``labels`` name it. A tuple of tuples and numbers: cheap to make, and
+    nothing for the garbage collector to follow.
     """
 
-    __slots__ = ("insn", "labels", "reference", "kind", "offset", "location")
-
-    def __init__(self, insn: isa.Instruction, location: Optional[SourceLocation] = None,
-                 reference: Optional[str] = None, kind: Optional[str] = None, offset: int = 0,
-                 labels: Tuple[str, ...] = ()):
-        self.insn = insn
-        self.location = location
-        self.reference = reference
-        self.kind = kind
-        self.offset = offset
-        self.labels = labels
+    insn: isa.Instruction
+    location: Optional[SourceLocation] = None
+    reference: Optional[str] = None
+    kind: Optional[str] = None
+    offset: int = 0
+    labels: Tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         ref = " -> %s %s" % (self.kind, self.reference) if self.kind else ""
@@ -141,7 +139,7 @@ class AssembledProgram:
     The constructor takes the tables, so that a program kept as plain data
     (a build cache, a decoded dump) is rebuilt with
     ``AssembledProgram(p.instructions, p.relocations, p.labels, p.lines,
-    p.functions, p.name)``; it pickles as those tables too.
+    p.functions, p.name)``.
     """
 
     __slots__ = ("name", "instructions", "relocations", "labels", "lines", "functions",
@@ -162,18 +160,6 @@ class AssembledProgram:
         self._slot_starts = isa.slot_starts(self.instructions)  # and the end, last
         self._listing: Optional[Tuple[Instruction, ...]] = None
 
-    _TABLES = ("name", "instructions", "relocations", "labels", "lines", "functions",
-               "_slot_starts")
-
-    def __getstate__(self) -> Tuple[object, ...]:
-        """Pickled as its plain tables (the list is made again when asked for)."""
-        return tuple(getattr(self, field) for field in self._TABLES)
-
-    def __setstate__(self, state: Tuple[object, ...]) -> None:
-        for field, value in zip(self._TABLES, state):
-            setattr(self, field, value)
-        self._listing = None
-
     @property
     def listing(self) -> Tuple[Instruction, ...]:
         """The instructions with their labels, map references and source
@@ -182,11 +168,12 @@ class AssembledProgram:
             listing = [Instruction(insn, location)
                        for insn, location in zip(self.instructions, self.lines)]
             for reloc in self.relocations:
-                entry = listing[reloc.index]
-                entry.reference, entry.kind, entry.offset = reloc.symbol, reloc.kind, reloc.offset
+                listing[reloc.index] = listing[reloc.index]._replace(
+                    reference=reloc.symbol, kind=reloc.kind, offset=reloc.offset)
             for label, index in self.labels.items():
                 if index < len(listing):
-                    listing[index].labels += (label,)
+                    listing[index] = listing[index]._replace(
+                        labels=listing[index].labels + (label,))
             self._listing = tuple(listing)
         return self._listing
 
@@ -254,6 +241,11 @@ class AssembledProgram:
 
 HelperRef = Union[str, int]
 
+# The hot path of emit() and assemble(): an Instruction made without
+# NamedTuple's keyword handling, and its fields read by position.
+_plain = tuple.__new__
+_INSN, _LOCATION = itemgetter(0), itemgetter(1)
+
 
 class Assembler:
     """Collect a program's instructions, then :meth:`assemble` it.
@@ -287,7 +279,7 @@ class Assembler:
         for name in instruction.labels:
             self._define(name, instruction.location)
         if self._pending:
-            instruction.labels = tuple(self._pending) + instruction.labels
+            instruction = instruction._replace(labels=tuple(self._pending) + instruction.labels)
             self._pending = []
         for name in instruction.labels:
             self._label_index[name] = index
@@ -315,7 +307,7 @@ class Assembler:
     def emit(self, insn: isa.Instruction, location: Optional[SourceLocation] = None) -> None:
         """Add a plain instruction (the short path of :meth:`append`: no
         reference, no labels of its own)."""
-        entry = Instruction(insn, location or caller_location())
+        entry = _plain(Instruction, (insn, location or caller_location(), None, None, 0, ()))
         problem = isa.validity_problem(insn)
         if problem:
             raise AssemblyError("invalid instruction %r: %s" % (insn, problem), entry.location)
@@ -374,26 +366,26 @@ class Assembler:
         """Resolve jump and call references into offsets and return the
         finished program."""
         listing = self._listing
-        instructions = [entry.insn for entry in listing]
+        instructions = list(map(_INSN, listing))
         # a label may name the end (e.g. a final exit path): slot_starts has it last
         slot_starts = isa.slot_starts(instructions)
         labels = dict(self._label_index)
         for name in self._pending:
             labels[name] = len(listing)
         for index in self._resolvable:
-            entry = listing[index]
-            _resolve(entry, slot_starts[index], labels, slot_starts)
+            entry = listing[index] = _resolve(listing[index], slot_starts[index], labels,
+                                              slot_starts)
             instructions[index] = entry.insn
         program = AssembledProgram(instructions, self._relocations, labels,
-                                   [entry.location for entry in listing], self._functions,
-                                   self.name)
+                                   list(map(_LOCATION, listing)), self._functions, self.name)
         program._listing = tuple(listing)
         return program
 
 
 def _resolve(entry: Instruction, slot: int, target_index: Mapping[str, int],
-             slot_starts: Sequence[int]) -> None:
-    """Set the offset of a jump or call at ``slot`` to its target label."""
+             slot_starts: Sequence[int]) -> Instruction:
+    """``entry`` (a jump or call at ``slot``) with its offset set to reach
+    its target label."""
     if entry.reference not in target_index:
         raise AssemblyError("unknown label %r" % entry.reference, entry.location)
     insn = entry.insn
@@ -407,12 +399,12 @@ def _resolve(entry: Instruction, slot: int, target_index: Mapping[str, int],
             raise AssemblyError("jump to %r is %d instructions away, beyond the 16-bit offset "
                                 "range (-32768..32767); use a long goto (gotol)"
                                 % (entry.reference, delta), entry.location)
-        entry.insn = insn._replace(off=delta)
+        return entry._replace(insn=insn._replace(off=delta))
     else:
         if not -0x80000000 <= delta <= 0x7FFFFFFF:
             raise AssemblyError("target %r is beyond the 32-bit offset range" % entry.reference,
                                 entry.location)
-        entry.insn = insn._replace(imm=delta)
+        return entry._replace(insn=insn._replace(imm=delta))
 
 
 def helper_id(helper: HelperRef, location: Optional[SourceLocation] = None) -> int:

@@ -117,10 +117,8 @@ class FunctionCode(ArithmeticCode, CallCode):
             raise build_error("unreachable code: nothing can run after the return, break or "
                               "continue at %s in this block" % (self.unreachable_at,))
         if self.sink is not None:
-            instruction.location = self._location or caller_location()
-            if self._pending:
-                instruction.labels = tuple(self._pending)
-            self._stream.append(instruction)
+            self._stream.append(instruction._replace(
+                location=self._location or caller_location(), labels=tuple(self._pending)))
         self._pending.clear()
 
     def enter_body(self) -> None:

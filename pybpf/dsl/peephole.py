@@ -44,8 +44,8 @@ def _invert_over_goto(instructions: List[Instruction]) -> bool:
                 and _is_goto(goto) and not goto.labels and jump.reference in after.labels:
             opcode = jump.insn.opcode
             negated = opcode & ~_OP_BITS | _NEGATED[opcode & _OP_BITS]
-            jump.insn = jump.insn._replace(opcode=negated)
-            jump.reference = goto.reference
+            instructions[i] = jump._replace(insn=jump.insn._replace(opcode=negated),
+                                            reference=goto.reference)
             del instructions[i + 1]
             return True
     return False
@@ -55,7 +55,7 @@ def _drop_goto_next(instructions: List[Instruction]) -> bool:
     for i in range(len(instructions) - 1):
         goto, after = instructions[i], instructions[i + 1]
         if _is_goto(goto) and goto.reference in after.labels:
-            after.labels = goto.labels + after.labels
+            instructions[i + 1] = after._replace(labels=goto.labels + after.labels)
             del instructions[i]
             return True
     return False
