@@ -38,6 +38,7 @@ at each interval).
 
 import platform
 
+from pybpf.consts import BPF_F_NO_PREALLOC
 from pybpf.dsl import (Config, HashMap, KernelPtr, PerCPUArray, Ptr, RingBuf, Struct, UserPtr,
                        char,
                        raw_tracepoint, s32, s64, sizeof, subprogram, tracepoint, u8, u16, u32,
@@ -177,7 +178,6 @@ class Call(Struct):
 events = RingBuf(size=1 << 24)
 # Not preallocated: creating 256k entries up front costs ~15 ms of start-up,
 # and entries come and go with open files anyway (bpf_mem_alloc, Linux 6.1).
-BPF_F_NO_PREALLOC = 1
 fds = HashMap(key=FdKey, value=FdInfo, max_entries=1 << 18, flags=BPF_F_NO_PREALLOC)
 procs = HashMap(key=u32, value=ProcInfo, max_entries=1 << 16, flags=BPF_F_NO_PREALLOC)
 followed = HashMap(key=u32, value=u8, max_entries=1 << 14)

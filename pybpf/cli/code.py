@@ -20,7 +20,7 @@ from .. import disasm as _disasm
 from .. import dsl, elf
 from ..asm import AssembledProgram
 from ..errors import VerifierError
-from ..kernel.objects import MAP_TYPES
+from ..consts import MAP_TYPES
 from ..kernel.prog import Program as KernelProgram
 from .common import CLIError, hex_bytes, json_option, print_json
 from .listing import objdump_listing

@@ -28,7 +28,7 @@ from .. import asm_text, dsl, elf
 from ..asm import AssembledProgram
 from ..errors import PyBPFError
 from ..kernel.map_spec import create_attr
-from ..kernel.objects import BPF_PROG_TYPE_RAW_TRACEPOINT, BPF_PROG_TYPE_TRACEPOINT
+from ..consts import BPF_PROG_TYPE_RAW_TRACEPOINT, BPF_PROG_TYPE_TRACEPOINT
 from .common import CLIError
 
 # libbpf's SEC() prefixes for the program types the DSL makes

@@ -34,7 +34,8 @@ for the loader).
 
 from ..errors import ProgramBuildError
 from .config import Config
-from .maps import (BPF_ANY, BPF_EXIST, BPF_NOEXIST, ArrayMap, HashMap, LRUHashMap, PerCPUArray,
+from ..consts import BPF_ANY, BPF_EXIST, BPF_NOEXIST
+from .maps import (ArrayMap, HashMap, LRUHashMap, PerCPUArray,
                    PerCPUHash, RingBuf)
 from .byteorder import be16, be32
 from .program import (Collection, Program, Subprogram, raw_tracepoint, subprogram, tc, tracepoint,

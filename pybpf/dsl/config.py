@@ -14,7 +14,7 @@ prunes the branches a setting turns off.
 
 from typing import Any, Dict, Mapping, Optional
 
-from ..kernel.maps import BPF_F_RDONLY_PROG
+from ..consts import BPF_F_RDONLY_PROG
 from .memory import map_value_ref
 from .maps import ArrayMap, Named
 from .types import ArrayType, IntType, StructType, as_type, struct_layout

@@ -22,9 +22,8 @@ from typing import Any, Dict, Iterator, Optional
 
 from ..caller import user_frame
 from ..kernel.maps import MapSpec
-from ..kernel.objects import (BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH,
-                              BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_PERCPU_HASH,
-                              BPF_MAP_TYPE_RINGBUF)
+from ..consts import (BPF_ANY, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH,
+                      BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_RINGBUF)
 from .builder import statement
 from .codegen import current
 from .helpers import call_helper, helper
@@ -32,9 +31,6 @@ from .memory import AddressView, Ref
 from .types import DSLType, as_type, sizeof, u32, u64
 from .values import as_value, build_error, compare, implicit
 
-BPF_ANY = 0
-BPF_NOEXIST = 1
-BPF_EXIST = 2
 
 class Named:
     """Something declared at module level that takes its variable's name:

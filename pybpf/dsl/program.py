@@ -32,6 +32,8 @@ from contextlib import ExitStack
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from .. import asm as _asm
+from ..consts import (BPF_PROG_TYPE_RAW_TRACEPOINT, BPF_PROG_TYPE_SCHED_CLS, BPF_PROG_TYPE_TRACEPOINT,
+                      BPF_PROG_TYPE_XDP)
 from ..errors import AssemblyError, ProgramBuildError, ProgramTypeError, SourceLocation
 from .builder import Builder
 from .codegen import FunctionCode, building
@@ -43,10 +45,6 @@ from .packet import SkbContext, XdpContext
 from .regalloc import Allocator, TraceAllocator, analyse
 from .types import PointerType, as_type, s64
 
-BPF_PROG_TYPE_SCHED_CLS = 3
-BPF_PROG_TYPE_TRACEPOINT = 5
-BPF_PROG_TYPE_XDP = 6
-BPF_PROG_TYPE_RAW_TRACEPOINT = 17
 #: Program types attached to a network interface rather than a tracepoint.
 NETWORK_PROGRAMS = {BPF_PROG_TYPE_XDP: "attach_xdp", BPF_PROG_TYPE_SCHED_CLS: "attach_tc"}
 DEFAULT_CPU = 3

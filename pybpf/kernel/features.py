@@ -43,15 +43,16 @@ from .. import isa
 from ..asm import helper_id
 from ..errors import (ENOTSUPP, FeatureRefused, UnsupportedFeature, errno_name,
                       last_log_message)
-from . import objects
+from .. import consts
+from ..consts import (ATTACH_TYPES, LINK_TYPES, MAP_TYPES, PROG_TYPES, BPF_CGROUP_GETSOCKOPT,
+                      BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_INET_INGRESS, BPF_F_MMAPABLE,
+                      BPF_F_NO_PREALLOC, BPF_F_SLEEPABLE, BPF_LIRC_MODE2, BPF_LSM_MAC,
+                      BPF_NETFILTER, BPF_NETKIT_PRIMARY, BPF_PERF_EVENT, BPF_SK_LOOKUP,
+                      BPF_TCX_INGRESS, BPF_TRACE_FENTRY, BPF_XDP)
 from . import sys as _sys
-from .objects import (ATTACH_TYPES, LINK_TYPES, MAP_TYPES, PROG_TYPES, BPF_CGROUP_GETSOCKOPT,
-                      BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_INET_INGRESS, BPF_LIRC_MODE2,
-                      BPF_LSM_MAC, BPF_NETFILTER, BPF_NETKIT_PRIMARY, BPF_PERF_EVENT,
-                      BPF_SK_LOOKUP, BPF_TCX_INGRESS, BPF_TRACE_FENTRY, BPF_XDP)
 from .btf_writer import BTFBuilder
-from .map_spec import BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, MAP_TYPE_SINCE
-from .prog import BPF_F_SLEEPABLE, PROG_TYPE_SINCE, LoadRequest
+from .map_spec import MAP_TYPE_SINCE
+from .prog import PROG_TYPE_SINCE, LoadRequest
 from .sys import FD
 
 # First mainline release with each feature, for UnsupportedFeature messages.
@@ -130,22 +131,22 @@ _RETURN_0 = isa.encode([isa.mov(isa.R0, 0), isa.exit_()])
 
 # Load attributes without which a type refuses even the empty program.
 _PROG_ATTRS: Dict[int, Dict[str, int]] = {
-    objects.BPF_PROG_TYPE_CGROUP_SOCK_ADDR: {"expected_attach_type": BPF_CGROUP_INET4_CONNECT},
-    objects.BPF_PROG_TYPE_SK_LOOKUP: {"expected_attach_type": BPF_SK_LOOKUP},
-    objects.BPF_PROG_TYPE_LIRC_MODE2: {"expected_attach_type": BPF_LIRC_MODE2},
-    objects.BPF_PROG_TYPE_CGROUP_SOCKOPT: {"expected_attach_type": BPF_CGROUP_GETSOCKOPT},
-    objects.BPF_PROG_TYPE_NETFILTER: {"expected_attach_type": BPF_NETFILTER},
-    objects.BPF_PROG_TYPE_SYSCALL: {"prog_flags": BPF_F_SLEEPABLE},
+    consts.BPF_PROG_TYPE_CGROUP_SOCK_ADDR: {"expected_attach_type": BPF_CGROUP_INET4_CONNECT},
+    consts.BPF_PROG_TYPE_SK_LOOKUP: {"expected_attach_type": BPF_SK_LOOKUP},
+    consts.BPF_PROG_TYPE_LIRC_MODE2: {"expected_attach_type": BPF_LIRC_MODE2},
+    consts.BPF_PROG_TYPE_CGROUP_SOCKOPT: {"expected_attach_type": BPF_CGROUP_GETSOCKOPT},
+    consts.BPF_PROG_TYPE_NETFILTER: {"expected_attach_type": BPF_NETFILTER},
+    consts.BPF_PROG_TYPE_SYSCALL: {"prog_flags": BPF_F_SLEEPABLE},
     # These need a BTF attach target; id 1 is never a valid one, so a kernel
     # that knows the type answers with a verifier complaint (as libbpf probes).
-    objects.BPF_PROG_TYPE_TRACING: {"expected_attach_type": BPF_TRACE_FENTRY, "attach_btf_id": 1},
-    objects.BPF_PROG_TYPE_LSM: {"expected_attach_type": BPF_LSM_MAC, "attach_btf_id": 1},
-    objects.BPF_PROG_TYPE_EXT: {"attach_btf_id": 1},
+    consts.BPF_PROG_TYPE_TRACING: {"expected_attach_type": BPF_TRACE_FENTRY, "attach_btf_id": 1},
+    consts.BPF_PROG_TYPE_LSM: {"expected_attach_type": BPF_LSM_MAC, "attach_btf_id": 1},
+    consts.BPF_PROG_TYPE_EXT: {"attach_btf_id": 1},
 }
-_NEEDS_TARGET = {objects.BPF_PROG_TYPE_TRACING: "a kernel function (BTF id) to attach to",
-                 objects.BPF_PROG_TYPE_LSM: "an LSM hook (BTF id) to attach to",
-                 objects.BPF_PROG_TYPE_EXT: "a BPF function to replace",
-                 objects.BPF_PROG_TYPE_STRUCT_OPS: "a struct_ops map"}
+_NEEDS_TARGET = {consts.BPF_PROG_TYPE_TRACING: "a kernel function (BTF id) to attach to",
+                 consts.BPF_PROG_TYPE_LSM: "an LSM hook (BTF id) to attach to",
+                 consts.BPF_PROG_TYPE_EXT: "a BPF function to replace",
+                 consts.BPF_PROG_TYPE_STRUCT_OPS: "a struct_ops map"}
 
 
 def _load(prog_type: int, bytecode: bytes = _RETURN_0) -> Tuple[int, str]:
@@ -292,15 +293,15 @@ class _LinkProbe:
 
 
 _LINK_PROBES: Dict[str, _LinkProbe] = {
-    "PERF_EVENT": _LinkProbe(objects.BPF_PROG_TYPE_TRACEPOINT, BPF_PERF_EVENT, _BAD_FD,
+    "PERF_EVENT": _LinkProbe(consts.BPF_PROG_TYPE_TRACEPOINT, BPF_PERF_EVENT, _BAD_FD,
                              _errno.EBADF),
-    "CGROUP": _LinkProbe(objects.BPF_PROG_TYPE_CGROUP_SKB, BPF_CGROUP_INET_INGRESS, _BAD_FD,
+    "CGROUP": _LinkProbe(consts.BPF_PROG_TYPE_CGROUP_SKB, BPF_CGROUP_INET_INGRESS, _BAD_FD,
                          _errno.EBADF),
-    "NETNS": _LinkProbe(objects.BPF_PROG_TYPE_SK_LOOKUP, BPF_SK_LOOKUP, _BAD_FD, _errno.EBADF),
-    "XDP": _LinkProbe(objects.BPF_PROG_TYPE_XDP, BPF_XDP, lambda: socket.if_nametoindex("lo"),
+    "NETNS": _LinkProbe(consts.BPF_PROG_TYPE_SK_LOOKUP, BPF_SK_LOOKUP, _BAD_FD, _errno.EBADF),
+    "XDP": _LinkProbe(consts.BPF_PROG_TYPE_XDP, BPF_XDP, lambda: socket.if_nametoindex("lo"),
                       _errno.EOPNOTSUPP, XDP_FLAGS_HW_MODE),
-    "TCX": _LinkProbe(objects.BPF_PROG_TYPE_SCHED_CLS, BPF_TCX_INGRESS, 0, _errno.ENODEV),
-    "NETKIT": _LinkProbe(objects.BPF_PROG_TYPE_SCHED_CLS, BPF_NETKIT_PRIMARY, 0, _errno.ENODEV),
+    "TCX": _LinkProbe(consts.BPF_PROG_TYPE_SCHED_CLS, BPF_TCX_INGRESS, 0, _errno.ENODEV),
+    "NETKIT": _LinkProbe(consts.BPF_PROG_TYPE_SCHED_CLS, BPF_NETKIT_PRIMARY, 0, _errno.ENODEV),
 }
 
 
@@ -324,7 +325,7 @@ def _probe_link(probe: _LinkProbe) -> Answer:
 
 
 def _probe_raw_tracepoint_link() -> Answer:
-    ret, log = _load(objects.BPF_PROG_TYPE_RAW_TRACEPOINT)
+    ret, log = _load(consts.BPF_PROG_TYPE_RAW_TRACEPOINT)
     if ret < 0:
         return Answer.from_errno(-ret, log, "cannot load a raw_tracepoint program")
     name = ctypes.create_string_buffer(b"bpf_test_finish")
@@ -381,7 +382,7 @@ def _probe_enable_stats() -> Answer:
 def _verifier_accepts(code: bytes) -> Answer:
     """Whether the verifier takes ``code`` as a socket filter (the program
     type every kernel has): instruction-set probes differ only in code."""
-    ret, log = _load(objects.BPF_PROG_TYPE_SOCKET_FILTER, code)
+    ret, log = _load(consts.BPF_PROG_TYPE_SOCKET_FILTER, code)
     if ret < 0:
         return Answer.from_errno(-ret, log)
     FD(ret).close()
@@ -574,7 +575,7 @@ def probe(*, refresh: bool = False) -> Features:
     if _features is not None:
         return _features
     started = time.perf_counter()
-    tracepoint = objects.BPF_PROG_TYPE_TRACEPOINT
+    tracepoint = consts.BPF_PROG_TYPE_TRACEPOINT
     groups: Dict[str, Dict[str, Answer]] = {group: {} for group in _GROUPS}
     btf_fd, groups["other"]["btf"] = _load_btf(minimal_btf())
     enum64_fd, groups["other"]["btf_enum64"] = _load_btf(_enum64_btf())
@@ -591,7 +592,7 @@ def probe(*, refresh: bool = False) -> Features:
             if fd is not None:
                 fd.close()
     for value, name in PROG_TYPES.items():
-        if value != objects.BPF_PROG_TYPE_UNSPEC:
+        if value != consts.BPF_PROG_TYPE_UNSPEC:
             groups["prog_types"][name] = _prog_type_answer(value)
     for short, link_probe in _LINK_PROBES.items():
         groups["link_types"][LINK_TYPES.name(LINK_TYPES.value(short))] = _probe_link(link_probe)

@@ -19,7 +19,8 @@ import errno as _errno
 from typing import Any, Callable, Optional
 
 from ..errors import BPFError, NotFoundError
-from . import features, objects, tracefs
+from .. import consts
+from . import features, tracefs
 from . import sys as _sys
 
 # How a Link is attached (Link.method)
@@ -133,7 +134,7 @@ def attach_tracepoint(prog: Any, tracepoint: str, *, use_link: Optional[bool] = 
     try:
         if use_link:
             attr = _sys.LinkCreateAttr(prog_fd=_prog_fd(prog), target_fd=perf_fd.fileno(),
-                                       attach_type=objects.BPF_PERF_EVENT)
+                                       attach_type=consts.BPF_PERF_EVENT)
             try:
                 link_fd = _sys.bpf_fd(_sys.BPF_LINK_CREATE, attr)
             except BPFError as exc:

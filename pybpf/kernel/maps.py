@@ -32,21 +32,14 @@ from . import sys
 from .map_codecs import (Codec, KeyType, bytes_codec, codec_for, construct_codec, fd_codec,
                          int_codec, lpm_codec, parse_cpu_list, percpu_codec, plain_codec,
                          possible_cpus, refusing_codec)
-from .map_spec import (BPF_ANY, BPF_EXIST, BPF_F_CLONE, BPF_F_INNER_MAP, BPF_F_MMAPABLE,
-                       BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC, BPF_F_NUMA_NODE,
-                       BPF_F_PRESERVE_ELEMS, BPF_F_RDONLY, BPF_F_RDONLY_PROG,
-                       BPF_F_STACK_BUILD_ID, BPF_F_WRONLY, BPF_F_WRONLY_PROG, BPF_F_ZERO_SEED,
-                       BPF_NOEXIST, KINDS, MAP_TYPE_SINCE, UNKNOWN_KIND, UNSUPPORTED_ERRNOS,
-                       MapSpec, create_attr, create_error, strerror)
-from .objects import BPF_MAP_TYPE_LPM_TRIE, MAP_TYPES, MAPS, MapInfo, map_info
+from .map_spec import (KINDS, MAP_TYPE_SINCE, UNKNOWN_KIND, UNSUPPORTED_ERRNOS, MapSpec,
+                       create_attr, create_error, strerror)
+from .objects import MAPS, MapInfo, map_info
+from ..consts import BPF_ANY, BPF_MAP_TYPE_LPM_TRIE, MAP_TYPES
 
 __all__ = [
     "Map", "MapSpec", "MAP_TYPE_SINCE", "Codec", "int_codec", "bytes_codec", "fd_codec",
     "construct_codec", "lpm_codec", "percpu_codec", "possible_cpus", "parse_cpu_list",
-    "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_F_NO_PREALLOC", "BPF_F_NO_COMMON_LRU",
-    "BPF_F_NUMA_NODE", "BPF_F_RDONLY", "BPF_F_WRONLY", "BPF_F_STACK_BUILD_ID", "BPF_F_ZERO_SEED",
-    "BPF_F_RDONLY_PROG", "BPF_F_WRONLY_PROG", "BPF_F_CLONE", "BPF_F_MMAPABLE",
-    "BPF_F_PRESERVE_ELEMS", "BPF_F_INNER_MAP",
 ]
 
 

@@ -43,8 +43,8 @@ from ..errors import BPFError, NotFoundError, ProgramTypeError, UnsupportedFeatu
 from . import features, objects
 from . import sys as _sys
 from .link import VIA_BPF_LINK, Link
-from .objects import (BPF_PROG_TYPE_SCHED_CLS, BPF_PROG_TYPE_XDP, BPF_TCX_EGRESS,
-                      BPF_TCX_INGRESS, BPF_XDP, PROG_TYPES)
+from ..consts import (BPF_PROG_TYPE_SCHED_CLS, BPF_PROG_TYPE_XDP, BPF_TCX_EGRESS, BPF_TCX_INGRESS,
+                      BPF_XDP, PROG_TYPES)
 
 #: How an attachment was made when no BPF link holds it (Link.method).
 VIA_NETLINK = "netlink"

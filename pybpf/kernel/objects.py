@@ -3,14 +3,12 @@
 Walks the kernel's id lists (``BPF_*_GET_NEXT_ID``), opens objects by id
 (``BPF_*_GET_FD_BY_ID``) and reads their facts (``BPF_OBJ_GET_INFO_BY_FD``)
 into small frozen records: the facts ``bpftool prog/map/link list`` shows.
-It is also the single home of the kernel's enum name tables (program, map,
-link, attach and perf-event types). Creating and using objects is not done
-here: that is ``maps``, ``prog`` and ``link``.
+The kernel's enum name tables it prints with live in :mod:`pybpf.consts`.
+Creating and using objects is not done here: that is ``maps``, ``prog`` and
+``link``.
 
 >>> PROGS.ids()                                        # doctest: +SKIP
 [3, 7, 12]
->>> MAP_TYPES.name(BPF_MAP_TYPE_RINGBUF), MAP_TYPES.short(27)
-('BPF_MAP_TYPE_RINGBUF', 'ringbuf')
 """
 
 import ctypes
@@ -22,214 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Type
 
 from ..errors import NotFoundError
+from .. import consts
 from . import sys
-
-# --- enum bpf_prog_type (include/uapi/linux/bpf.h) ----------------------------------
-BPF_PROG_TYPE_UNSPEC = 0
-BPF_PROG_TYPE_SOCKET_FILTER = 1
-BPF_PROG_TYPE_KPROBE = 2
-BPF_PROG_TYPE_SCHED_CLS = 3
-BPF_PROG_TYPE_SCHED_ACT = 4
-BPF_PROG_TYPE_TRACEPOINT = 5
-BPF_PROG_TYPE_XDP = 6
-BPF_PROG_TYPE_PERF_EVENT = 7
-BPF_PROG_TYPE_CGROUP_SKB = 8
-BPF_PROG_TYPE_CGROUP_SOCK = 9
-BPF_PROG_TYPE_LWT_IN = 10
-BPF_PROG_TYPE_LWT_OUT = 11
-BPF_PROG_TYPE_LWT_XMIT = 12
-BPF_PROG_TYPE_SOCK_OPS = 13
-BPF_PROG_TYPE_SK_SKB = 14
-BPF_PROG_TYPE_CGROUP_DEVICE = 15
-BPF_PROG_TYPE_SK_MSG = 16
-BPF_PROG_TYPE_RAW_TRACEPOINT = 17
-BPF_PROG_TYPE_CGROUP_SOCK_ADDR = 18
-BPF_PROG_TYPE_LWT_SEG6LOCAL = 19
-BPF_PROG_TYPE_LIRC_MODE2 = 20
-BPF_PROG_TYPE_SK_REUSEPORT = 21
-BPF_PROG_TYPE_FLOW_DISSECTOR = 22
-BPF_PROG_TYPE_CGROUP_SYSCTL = 23
-BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE = 24
-BPF_PROG_TYPE_CGROUP_SOCKOPT = 25
-BPF_PROG_TYPE_TRACING = 26
-BPF_PROG_TYPE_STRUCT_OPS = 27
-BPF_PROG_TYPE_EXT = 28
-BPF_PROG_TYPE_LSM = 29
-BPF_PROG_TYPE_SK_LOOKUP = 30
-BPF_PROG_TYPE_SYSCALL = 31
-BPF_PROG_TYPE_NETFILTER = 32
-
-# --- enum bpf_map_type ----------------------------------------------------------------
-BPF_MAP_TYPE_UNSPEC = 0
-BPF_MAP_TYPE_HASH = 1
-BPF_MAP_TYPE_ARRAY = 2
-BPF_MAP_TYPE_PROG_ARRAY = 3
-BPF_MAP_TYPE_PERF_EVENT_ARRAY = 4
-BPF_MAP_TYPE_PERCPU_HASH = 5
-BPF_MAP_TYPE_PERCPU_ARRAY = 6
-BPF_MAP_TYPE_STACK_TRACE = 7
-BPF_MAP_TYPE_CGROUP_ARRAY = 8
-BPF_MAP_TYPE_LRU_HASH = 9
-BPF_MAP_TYPE_LRU_PERCPU_HASH = 10
-BPF_MAP_TYPE_LPM_TRIE = 11
-BPF_MAP_TYPE_ARRAY_OF_MAPS = 12
-BPF_MAP_TYPE_HASH_OF_MAPS = 13
-BPF_MAP_TYPE_DEVMAP = 14
-BPF_MAP_TYPE_SOCKMAP = 15
-BPF_MAP_TYPE_CPUMAP = 16
-BPF_MAP_TYPE_XSKMAP = 17
-BPF_MAP_TYPE_SOCKHASH = 18
-BPF_MAP_TYPE_CGROUP_STORAGE = 19
-BPF_MAP_TYPE_REUSEPORT_SOCKARRAY = 20
-BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE = 21
-BPF_MAP_TYPE_QUEUE = 22
-BPF_MAP_TYPE_STACK = 23
-BPF_MAP_TYPE_SK_STORAGE = 24
-BPF_MAP_TYPE_DEVMAP_HASH = 25
-BPF_MAP_TYPE_STRUCT_OPS = 26
-BPF_MAP_TYPE_RINGBUF = 27
-BPF_MAP_TYPE_INODE_STORAGE = 28
-BPF_MAP_TYPE_TASK_STORAGE = 29
-BPF_MAP_TYPE_BLOOM_FILTER = 30
-BPF_MAP_TYPE_USER_RINGBUF = 31
-BPF_MAP_TYPE_CGRP_STORAGE = 32
-BPF_MAP_TYPE_ARENA = 33
-
-# --- enum bpf_link_type ---------------------------------------------------------------
-BPF_LINK_TYPE_UNSPEC = 0
-BPF_LINK_TYPE_RAW_TRACEPOINT = 1
-BPF_LINK_TYPE_TRACING = 2
-BPF_LINK_TYPE_CGROUP = 3
-BPF_LINK_TYPE_ITER = 4
-BPF_LINK_TYPE_NETNS = 5
-BPF_LINK_TYPE_XDP = 6
-BPF_LINK_TYPE_PERF_EVENT = 7
-BPF_LINK_TYPE_KPROBE_MULTI = 8
-BPF_LINK_TYPE_STRUCT_OPS = 9
-BPF_LINK_TYPE_NETFILTER = 10
-BPF_LINK_TYPE_TCX = 11
-BPF_LINK_TYPE_UPROBE_MULTI = 12
-BPF_LINK_TYPE_NETKIT = 13
-BPF_LINK_TYPE_SOCKMAP = 14
-
-# --- enum bpf_attach_type -------------------------------------------------------------
-BPF_CGROUP_INET_INGRESS = 0
-BPF_CGROUP_INET_EGRESS = 1
-BPF_CGROUP_INET_SOCK_CREATE = 2
-BPF_CGROUP_SOCK_OPS = 3
-BPF_SK_SKB_STREAM_PARSER = 4
-BPF_SK_SKB_STREAM_VERDICT = 5
-BPF_CGROUP_DEVICE = 6
-BPF_SK_MSG_VERDICT = 7
-BPF_CGROUP_INET4_BIND = 8
-BPF_CGROUP_INET6_BIND = 9
-BPF_CGROUP_INET4_CONNECT = 10
-BPF_CGROUP_INET6_CONNECT = 11
-BPF_CGROUP_INET4_POST_BIND = 12
-BPF_CGROUP_INET6_POST_BIND = 13
-BPF_CGROUP_UDP4_SENDMSG = 14
-BPF_CGROUP_UDP6_SENDMSG = 15
-BPF_LIRC_MODE2 = 16
-BPF_FLOW_DISSECTOR = 17
-BPF_CGROUP_SYSCTL = 18
-BPF_CGROUP_UDP4_RECVMSG = 19
-BPF_CGROUP_UDP6_RECVMSG = 20
-BPF_CGROUP_GETSOCKOPT = 21
-BPF_CGROUP_SETSOCKOPT = 22
-BPF_TRACE_RAW_TP = 23
-BPF_TRACE_FENTRY = 24
-BPF_TRACE_FEXIT = 25
-BPF_MODIFY_RETURN = 26
-BPF_LSM_MAC = 27
-BPF_TRACE_ITER = 28
-BPF_CGROUP_INET4_GETPEERNAME = 29
-BPF_CGROUP_INET6_GETPEERNAME = 30
-BPF_CGROUP_INET4_GETSOCKNAME = 31
-BPF_CGROUP_INET6_GETSOCKNAME = 32
-BPF_XDP_DEVMAP = 33
-BPF_CGROUP_INET_SOCK_RELEASE = 34
-BPF_XDP_CPUMAP = 35
-BPF_SK_LOOKUP = 36
-BPF_XDP = 37
-BPF_SK_SKB_VERDICT = 38
-BPF_SK_REUSEPORT_SELECT = 39
-BPF_SK_REUSEPORT_SELECT_OR_MIGRATE = 40
-BPF_PERF_EVENT = 41
-BPF_TRACE_KPROBE_MULTI = 42
-BPF_LSM_CGROUP = 43
-BPF_STRUCT_OPS = 44
-BPF_NETFILTER = 45
-BPF_TCX_INGRESS = 46
-BPF_TCX_EGRESS = 47
-BPF_TRACE_UPROBE_MULTI = 48
-BPF_CGROUP_UNIX_CONNECT = 49
-BPF_CGROUP_UNIX_SENDMSG = 50
-BPF_CGROUP_UNIX_RECVMSG = 51
-BPF_CGROUP_UNIX_GETPEERNAME = 52
-BPF_CGROUP_UNIX_GETSOCKNAME = 53
-BPF_NETKIT_PRIMARY = 54
-BPF_NETKIT_PEER = 55
-BPF_TRACE_KPROBE_SESSION = 56
-BPF_TRACE_UPROBE_SESSION = 57
-
-# --- enum bpf_perf_event_type (bpf_link_info.perf_event.type) -------------------------
-BPF_PERF_EVENT_UNSPEC = 0
-BPF_PERF_EVENT_UPROBE = 1
-BPF_PERF_EVENT_URETPROBE = 2
-BPF_PERF_EVENT_KPROBE = 3
-BPF_PERF_EVENT_KRETPROBE = 4
-BPF_PERF_EVENT_TRACEPOINT = 5
-BPF_PERF_EVENT_EVENT = 6
-
-
-class EnumNames:
-    """Value <-> name for one kernel enum, built from the constants above.
-
-    ``name`` gives the kernel spelling (``BPF_MAP_TYPE_LRU_HASH``), ``short``
-    bpftool's (``lru_hash``); ``value`` accepts either.
-    """
-
-    def __init__(self, prefix: str, first: str, last: str):
-        names = list(globals())
-        members = names[names.index(first):names.index(last) + 1]
-        self.prefix = prefix
-        self._names: Dict[int, str] = {globals()[n]: n for n in members}
-        self._values: Dict[str, int] = {}
-        for value, name in self._names.items():
-            self._values[name] = value
-            self._values[self._short(name)] = value
-
-    def _short(self, name: str) -> str:
-        return name[len(self.prefix):].lower()
-
-    def name(self, value: int) -> str:
-        """Kernel spelling; a value this table does not know (a newer kernel)
-        reads ``<prefix>UNKNOWN_<value>``."""
-        return self._names.get(value) or "%sUNKNOWN_%d" % (self.prefix, value)
-
-    def short(self, value: int) -> str:
-        return self._short(self.name(value))
-
-    def value(self, name: str) -> int:
-        """The value of ``BPF_MAP_TYPE_HASH`` or ``hash`` (case-insensitive
-        for the short form); ``KeyError`` for an unknown name."""
-        found = self._values.get(name, self._values.get(name.lower()))
-        if found is None:
-            raise KeyError("unknown %s name %r" % (self.prefix.rstrip("_"), name))
-        return found
-
-    def __contains__(self, value: int) -> bool:
-        return value in self._names
-
-    def items(self) -> List[Tuple[int, str]]:
-        return sorted(self._names.items())
-
-
-PROG_TYPES = EnumNames("BPF_PROG_TYPE_", "BPF_PROG_TYPE_UNSPEC", "BPF_PROG_TYPE_NETFILTER")
-MAP_TYPES = EnumNames("BPF_MAP_TYPE_", "BPF_MAP_TYPE_UNSPEC", "BPF_MAP_TYPE_ARENA")
-LINK_TYPES = EnumNames("BPF_LINK_TYPE_", "BPF_LINK_TYPE_UNSPEC", "BPF_LINK_TYPE_SOCKMAP")
-ATTACH_TYPES = EnumNames("BPF_", "BPF_CGROUP_INET_INGRESS", "BPF_TRACE_UPROBE_SESSION")
-PERF_EVENT_TYPES = EnumNames("BPF_PERF_EVENT_", "BPF_PERF_EVENT_UNSPEC", "BPF_PERF_EVENT_EVENT")
 
 
 # --- records ---------------------------------------------------------------------------
@@ -409,32 +201,32 @@ class _Detail:
 
 
 _LINK_DETAILS: Dict[int, _Detail] = {
-    BPF_LINK_TYPE_RAW_TRACEPOINT: _Detail(_RawTracepointLink, ("tp_name", "tp_name_len")),
-    BPF_LINK_TYPE_TRACING: _Detail(_TracingLink),
-    BPF_LINK_TYPE_CGROUP: _Detail(_CgroupLink),
-    BPF_LINK_TYPE_ITER: _Detail(_IterLink, ("target_name", "target_name_len")),
-    BPF_LINK_TYPE_NETNS: _Detail(_NetnsLink),
-    BPF_LINK_TYPE_XDP: _Detail(_XdpLink),
-    BPF_LINK_TYPE_STRUCT_OPS: _Detail(_StructOpsLink),
-    BPF_LINK_TYPE_NETFILTER: _Detail(_NetfilterLink),
-    BPF_LINK_TYPE_KPROBE_MULTI: _Detail(_KprobeMultiLink, pointers=("addrs", "cookies")),
-    BPF_LINK_TYPE_UPROBE_MULTI: _Detail(_UprobeMultiLink, ("path", "path_size"),
+    consts.BPF_LINK_TYPE_RAW_TRACEPOINT: _Detail(_RawTracepointLink, ("tp_name", "tp_name_len")),
+    consts.BPF_LINK_TYPE_TRACING: _Detail(_TracingLink),
+    consts.BPF_LINK_TYPE_CGROUP: _Detail(_CgroupLink),
+    consts.BPF_LINK_TYPE_ITER: _Detail(_IterLink, ("target_name", "target_name_len")),
+    consts.BPF_LINK_TYPE_NETNS: _Detail(_NetnsLink),
+    consts.BPF_LINK_TYPE_XDP: _Detail(_XdpLink),
+    consts.BPF_LINK_TYPE_STRUCT_OPS: _Detail(_StructOpsLink),
+    consts.BPF_LINK_TYPE_NETFILTER: _Detail(_NetfilterLink),
+    consts.BPF_LINK_TYPE_KPROBE_MULTI: _Detail(_KprobeMultiLink, pointers=("addrs", "cookies")),
+    consts.BPF_LINK_TYPE_UPROBE_MULTI: _Detail(_UprobeMultiLink, ("path", "path_size"),
                                         pointers=("offsets", "ref_ctr_offsets", "cookies")),
-    BPF_LINK_TYPE_TCX: _Detail(_DeviceLink),
-    BPF_LINK_TYPE_NETKIT: _Detail(_DeviceLink),
-    BPF_LINK_TYPE_SOCKMAP: _Detail(_SockmapLink),
+    consts.BPF_LINK_TYPE_TCX: _Detail(_DeviceLink),
+    consts.BPF_LINK_TYPE_NETKIT: _Detail(_DeviceLink),
+    consts.BPF_LINK_TYPE_SOCKMAP: _Detail(_SockmapLink),
 }
 
 _PERF_EVENT_DETAILS: Dict[int, _Detail] = {
-    BPF_PERF_EVENT_UPROBE: _Detail(_PerfUprobeLink, ("file_name", "name_len")),
-    BPF_PERF_EVENT_URETPROBE: _Detail(_PerfUprobeLink, ("file_name", "name_len")),
-    BPF_PERF_EVENT_KPROBE: _Detail(_PerfKprobeLink, ("func_name", "name_len")),
-    BPF_PERF_EVENT_KRETPROBE: _Detail(_PerfKprobeLink, ("func_name", "name_len")),
-    BPF_PERF_EVENT_TRACEPOINT: _Detail(_PerfTracepointLink, ("tp_name", "name_len")),
-    BPF_PERF_EVENT_EVENT: _Detail(_PerfEventEventLink),
+    consts.BPF_PERF_EVENT_UPROBE: _Detail(_PerfUprobeLink, ("file_name", "name_len")),
+    consts.BPF_PERF_EVENT_URETPROBE: _Detail(_PerfUprobeLink, ("file_name", "name_len")),
+    consts.BPF_PERF_EVENT_KPROBE: _Detail(_PerfKprobeLink, ("func_name", "name_len")),
+    consts.BPF_PERF_EVENT_KRETPROBE: _Detail(_PerfKprobeLink, ("func_name", "name_len")),
+    consts.BPF_PERF_EVENT_TRACEPOINT: _Detail(_PerfTracepointLink, ("tp_name", "name_len")),
+    consts.BPF_PERF_EVENT_EVENT: _Detail(_PerfEventEventLink),
 }
 
-_NAMED_ENUMS = {"attach_type": ATTACH_TYPES, "perf_event_type": PERF_EVENT_TYPES}
+_NAMED_ENUMS = {"attach_type": consts.ATTACH_TYPES, "perf_event_type": consts.PERF_EVENT_TYPES}
 _UNSIZED_STRING = 4096   # when a kernel reports no length for a string it would copy
 
 
@@ -508,16 +300,15 @@ def prog_jited_func_lens(fd: Fileno) -> Tuple[int, ...]:
     return _prog_info_numbers(fd, "nr_jited_func_lens", "jited_func_lens", "I")
 
 
-_FUNC_INFO = struct.Struct("=II")   # struct bpf_func_info { __u32 insn_off; __u32 type_id; }
 
 
 def prog_func_info(fd: Fileno) -> Tuple[Tuple[int, int], ...]:
     """``(insn_off, type_id)`` per function: the slot where it starts in the
     translated code and its BTF FUNC type in the program's BTF object
     (``ProgInfo.btf_id``). Empty for a program loaded without func_info."""
-    raw = _prog_info_array(fd, "nr_func_info", "func_info", _FUNC_INFO.size,
+    raw = _prog_info_array(fd, "nr_func_info", "func_info", consts.BPF_FUNC_INFO.size,
                            "func_info_rec_size")
-    return tuple(_FUNC_INFO.iter_unpack(raw))
+    return tuple(consts.BPF_FUNC_INFO.iter_unpack(raw))
 
 
 def _text(raw: bytes) -> str:
@@ -526,7 +317,7 @@ def _text(raw: bytes) -> str:
 
 def _decode_prog(fd: Fileno, info: sys.BPFProgInfo) -> ProgInfo:
     return ProgInfo(
-        id=info.id, type=info.type, type_name=PROG_TYPES.short(info.type),
+        id=info.id, type=info.type, type_name=consts.PROG_TYPES.short(info.type),
         name=_text(info.name), tag=bytes(info.tag).hex(),
         map_ids=prog_map_ids(fd) if info.nr_map_ids else (),
         load_time=info.load_time, created_by_uid=info.created_by_uid,
@@ -538,7 +329,7 @@ def _decode_prog(fd: Fileno, info: sys.BPFProgInfo) -> ProgInfo:
 
 def _decode_map(fd: Fileno, info: sys.BPFMapInfo) -> MapInfo:
     return MapInfo(
-        id=info.id, type=info.type, type_name=MAP_TYPES.short(info.type),
+        id=info.id, type=info.type, type_name=consts.MAP_TYPES.short(info.type),
         name=_text(info.name), key_size=info.key_size, value_size=info.value_size,
         max_entries=info.max_entries, flags=info.map_flags, btf_id=info.btf_id,
         btf_key_type_id=info.btf_key_type_id, btf_value_type_id=info.btf_value_type_id)
@@ -546,7 +337,7 @@ def _decode_map(fd: Fileno, info: sys.BPFMapInfo) -> MapInfo:
 
 def _link_detail(fd: Fileno, info: sys.BPFLinkInfo) -> Dict[str, Any]:
     detail = _LINK_DETAILS.get(info.type)
-    if info.type == BPF_LINK_TYPE_PERF_EVENT:
+    if info.type == consts.BPF_LINK_TYPE_PERF_EVENT:
         perf_type = _PerfEventLink.from_buffer(info.union).perf_event_type
         detail = _PERF_EVENT_DETAILS.get(perf_type, _Detail(_PerfEventLink))
     if detail is None:
@@ -580,7 +371,7 @@ def _link_detail(fd: Fileno, info: sys.BPFLinkInfo) -> Dict[str, Any]:
 
 
 def _decode_link(fd: Fileno, info: sys.BPFLinkInfo) -> LinkInfo:
-    return LinkInfo(id=info.id, type=info.type, type_name=LINK_TYPES.short(info.type),
+    return LinkInfo(id=info.id, type=info.type, type_name=consts.LINK_TYPES.short(info.type),
                     prog_id=info.prog_id, detail=_link_detail(fd, info))
 
 

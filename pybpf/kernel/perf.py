@@ -26,6 +26,7 @@ from . import sys as _sys
 from .map_codecs import parse_cpu_list
 from .reader import Ring, RingReader, release_mapping
 from .records import RecordDecoder
+from .. import consts
 
 # enum perf_event_type (include/uapi/linux/perf_event.h)
 PERF_RECORD_LOST = 2
@@ -242,9 +243,9 @@ class PerfReader(RingReader):
                              % (watermark, pages * PAGE_SIZE))
         cpus = online_cpus() if cpus is None else tuple(cpus)
         info = objects.map_info(perf_map)
-        if info.type != objects.BPF_MAP_TYPE_PERF_EVENT_ARRAY:
+        if info.type != consts.BPF_MAP_TYPE_PERF_EVENT_ARRAY:
             raise ValueError("map %r is a %s, not a perf event array"
-                             % (info.name, objects.MAP_TYPES.name(info.type)))
+                             % (info.name, consts.MAP_TYPES.name(info.type)))
         if cpus and max(cpus) >= info.max_entries:
             raise ValueError("perf event array %r has %d entries, too few for CPU %d"
                              % (info.name, info.max_entries, max(cpus)))

@@ -75,7 +75,7 @@ def pin(fd: Any, path: str) -> None:
 
 def open_pinned(path: str, flags: int = 0) -> sys.FD:
     """A new fd for the object pinned at ``path``. ``flags`` may be
-    ``maps.BPF_F_RDONLY`` or ``maps.BPF_F_WRONLY`` (for maps)."""
+    ``consts.BPF_F_RDONLY`` or ``consts.BPF_F_WRONLY`` (for maps)."""
     buffer = _path_buffer(path)
     ret = sys.bpf_errno(sys.BPF_OBJ_GET, sys.ObjAttr(pathname=sys.address(buffer),
                                                      file_flags=flags))

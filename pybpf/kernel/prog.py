@@ -27,7 +27,6 @@ import ctypes
 import errno as _errno
 import linecache
 import re
-import struct
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -38,116 +37,36 @@ from ..errors import (PRIVILEGE_HINT, BPFError, BPFPermissionError, SourceLocati
 from . import log_buffer, objects
 from .log_buffer import LOG_SIZE_MAX, LOG_SIZE_START
 from . import sys as _sys
-# The kernel's enums have one home, ``kernel.objects``; program and attach types
-# are re-exported here because loading is where callers need them.
-from .objects import ATTACH_TYPES, PROG_TYPES
-from .objects import (
-    BPF_PROG_TYPE_UNSPEC, BPF_PROG_TYPE_SOCKET_FILTER, BPF_PROG_TYPE_KPROBE,
-    BPF_PROG_TYPE_SCHED_CLS, BPF_PROG_TYPE_SCHED_ACT, BPF_PROG_TYPE_TRACEPOINT,
-    BPF_PROG_TYPE_XDP, BPF_PROG_TYPE_PERF_EVENT, BPF_PROG_TYPE_CGROUP_SKB,
-    BPF_PROG_TYPE_CGROUP_SOCK, BPF_PROG_TYPE_LWT_IN, BPF_PROG_TYPE_LWT_OUT,
-    BPF_PROG_TYPE_LWT_XMIT, BPF_PROG_TYPE_SOCK_OPS, BPF_PROG_TYPE_SK_SKB,
-    BPF_PROG_TYPE_CGROUP_DEVICE, BPF_PROG_TYPE_SK_MSG, BPF_PROG_TYPE_RAW_TRACEPOINT,
-    BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_PROG_TYPE_LWT_SEG6LOCAL, BPF_PROG_TYPE_LIRC_MODE2,
-    BPF_PROG_TYPE_SK_REUSEPORT, BPF_PROG_TYPE_FLOW_DISSECTOR, BPF_PROG_TYPE_CGROUP_SYSCTL,
-    BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE, BPF_PROG_TYPE_CGROUP_SOCKOPT, BPF_PROG_TYPE_TRACING,
-    BPF_PROG_TYPE_STRUCT_OPS, BPF_PROG_TYPE_EXT, BPF_PROG_TYPE_LSM, BPF_PROG_TYPE_SK_LOOKUP,
-    BPF_PROG_TYPE_SYSCALL, BPF_PROG_TYPE_NETFILTER)
-from .objects import (
-    BPF_CGROUP_INET_INGRESS, BPF_CGROUP_INET_EGRESS, BPF_CGROUP_INET_SOCK_CREATE,
-    BPF_CGROUP_SOCK_OPS, BPF_SK_SKB_STREAM_PARSER, BPF_SK_SKB_STREAM_VERDICT,
-    BPF_CGROUP_DEVICE, BPF_SK_MSG_VERDICT, BPF_CGROUP_INET4_BIND, BPF_CGROUP_INET6_BIND,
-    BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_INET6_CONNECT, BPF_CGROUP_INET4_POST_BIND,
-    BPF_CGROUP_INET6_POST_BIND, BPF_CGROUP_UDP4_SENDMSG, BPF_CGROUP_UDP6_SENDMSG,
-    BPF_LIRC_MODE2, BPF_FLOW_DISSECTOR, BPF_CGROUP_SYSCTL, BPF_CGROUP_UDP4_RECVMSG,
-    BPF_CGROUP_UDP6_RECVMSG, BPF_CGROUP_GETSOCKOPT, BPF_CGROUP_SETSOCKOPT, BPF_TRACE_RAW_TP,
-    BPF_TRACE_FENTRY, BPF_TRACE_FEXIT, BPF_MODIFY_RETURN, BPF_LSM_MAC, BPF_TRACE_ITER,
-    BPF_CGROUP_INET4_GETPEERNAME, BPF_CGROUP_INET6_GETPEERNAME, BPF_CGROUP_INET4_GETSOCKNAME,
-    BPF_CGROUP_INET6_GETSOCKNAME, BPF_XDP_DEVMAP, BPF_CGROUP_INET_SOCK_RELEASE, BPF_XDP_CPUMAP,
-    BPF_SK_LOOKUP, BPF_XDP, BPF_SK_SKB_VERDICT, BPF_SK_REUSEPORT_SELECT,
-    BPF_SK_REUSEPORT_SELECT_OR_MIGRATE, BPF_PERF_EVENT, BPF_TRACE_KPROBE_MULTI, BPF_LSM_CGROUP,
-    BPF_STRUCT_OPS, BPF_NETFILTER, BPF_TCX_INGRESS, BPF_TCX_EGRESS, BPF_TRACE_UPROBE_MULTI,
-    BPF_CGROUP_UNIX_CONNECT, BPF_CGROUP_UNIX_SENDMSG, BPF_CGROUP_UNIX_RECVMSG,
-    BPF_CGROUP_UNIX_GETPEERNAME, BPF_CGROUP_UNIX_GETSOCKNAME, BPF_NETKIT_PRIMARY,
-    BPF_NETKIT_PEER, BPF_TRACE_KPROBE_SESSION, BPF_TRACE_UPROBE_SESSION)
+from .. import consts
+from ..consts import (ATTACH_TYPES, BPF_LOG_LEVEL1, BPF_LOG_LEVEL2, BPF_PROG_TYPE_RAW_TRACEPOINT,
+                      PROG_TYPES)
 from .sys import ENOTSUPP, FD
 
 __all__ = [
     "Program", "TestRunResult", "VerifierStats", "LoadRequest", "enable_stats", "failing_slot",
-    "offending_writer_slot", "parse_verifier_stats", "PROG_TYPE_SINCE",
-    "BPF_F_STRICT_ALIGNMENT", "BPF_F_ANY_ALIGNMENT", "BPF_F_TEST_RND_HI32",
-    "BPF_F_TEST_STATE_FREQ", "BPF_F_SLEEPABLE", "BPF_F_XDP_HAS_FRAGS",
-    "BPF_F_XDP_DEV_BOUND_ONLY", "BPF_LOG_LEVEL1", "BPF_LOG_LEVEL2", "BPF_LOG_STATS",
-    "LOG_SIZE_START", "LOG_SIZE_MAX", "ENOTSUPP", "TEST_RUN_HEADROOM", "PROG_TYPES",
-    "ATTACH_TYPES",
-] + [  # re-exported from kernel.objects
-    "BPF_PROG_TYPE_UNSPEC", "BPF_PROG_TYPE_SOCKET_FILTER", "BPF_PROG_TYPE_KPROBE",
-    "BPF_PROG_TYPE_SCHED_CLS", "BPF_PROG_TYPE_SCHED_ACT", "BPF_PROG_TYPE_TRACEPOINT",
-    "BPF_PROG_TYPE_XDP", "BPF_PROG_TYPE_PERF_EVENT", "BPF_PROG_TYPE_CGROUP_SKB",
-    "BPF_PROG_TYPE_CGROUP_SOCK", "BPF_PROG_TYPE_LWT_IN", "BPF_PROG_TYPE_LWT_OUT",
-    "BPF_PROG_TYPE_LWT_XMIT", "BPF_PROG_TYPE_SOCK_OPS", "BPF_PROG_TYPE_SK_SKB",
-    "BPF_PROG_TYPE_CGROUP_DEVICE", "BPF_PROG_TYPE_SK_MSG", "BPF_PROG_TYPE_RAW_TRACEPOINT",
-    "BPF_PROG_TYPE_CGROUP_SOCK_ADDR", "BPF_PROG_TYPE_LWT_SEG6LOCAL", "BPF_PROG_TYPE_LIRC_MODE2",
-    "BPF_PROG_TYPE_SK_REUSEPORT", "BPF_PROG_TYPE_FLOW_DISSECTOR", "BPF_PROG_TYPE_CGROUP_SYSCTL",
-    "BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE", "BPF_PROG_TYPE_CGROUP_SOCKOPT",
-    "BPF_PROG_TYPE_TRACING", "BPF_PROG_TYPE_STRUCT_OPS", "BPF_PROG_TYPE_EXT",
-    "BPF_PROG_TYPE_LSM", "BPF_PROG_TYPE_SK_LOOKUP", "BPF_PROG_TYPE_SYSCALL",
-    "BPF_PROG_TYPE_NETFILTER",
-] + [
-    "BPF_CGROUP_INET_INGRESS", "BPF_CGROUP_INET_EGRESS", "BPF_CGROUP_INET_SOCK_CREATE",
-    "BPF_CGROUP_SOCK_OPS", "BPF_SK_SKB_STREAM_PARSER", "BPF_SK_SKB_STREAM_VERDICT",
-    "BPF_CGROUP_DEVICE", "BPF_SK_MSG_VERDICT", "BPF_CGROUP_INET4_BIND", "BPF_CGROUP_INET6_BIND",
-    "BPF_CGROUP_INET4_CONNECT", "BPF_CGROUP_INET6_CONNECT", "BPF_CGROUP_INET4_POST_BIND",
-    "BPF_CGROUP_INET6_POST_BIND", "BPF_CGROUP_UDP4_SENDMSG", "BPF_CGROUP_UDP6_SENDMSG",
-    "BPF_LIRC_MODE2", "BPF_FLOW_DISSECTOR", "BPF_CGROUP_SYSCTL", "BPF_CGROUP_UDP4_RECVMSG",
-    "BPF_CGROUP_UDP6_RECVMSG", "BPF_CGROUP_GETSOCKOPT", "BPF_CGROUP_SETSOCKOPT",
-    "BPF_TRACE_RAW_TP", "BPF_TRACE_FENTRY", "BPF_TRACE_FEXIT", "BPF_MODIFY_RETURN",
-    "BPF_LSM_MAC", "BPF_TRACE_ITER", "BPF_CGROUP_INET4_GETPEERNAME",
-    "BPF_CGROUP_INET6_GETPEERNAME", "BPF_CGROUP_INET4_GETSOCKNAME",
-    "BPF_CGROUP_INET6_GETSOCKNAME", "BPF_XDP_DEVMAP", "BPF_CGROUP_INET_SOCK_RELEASE",
-    "BPF_XDP_CPUMAP", "BPF_SK_LOOKUP", "BPF_XDP", "BPF_SK_SKB_VERDICT",
-    "BPF_SK_REUSEPORT_SELECT", "BPF_SK_REUSEPORT_SELECT_OR_MIGRATE", "BPF_PERF_EVENT",
-    "BPF_TRACE_KPROBE_MULTI", "BPF_LSM_CGROUP", "BPF_STRUCT_OPS", "BPF_NETFILTER",
-    "BPF_TCX_INGRESS", "BPF_TCX_EGRESS", "BPF_TRACE_UPROBE_MULTI", "BPF_CGROUP_UNIX_CONNECT",
-    "BPF_CGROUP_UNIX_SENDMSG", "BPF_CGROUP_UNIX_RECVMSG", "BPF_CGROUP_UNIX_GETPEERNAME",
-    "BPF_CGROUP_UNIX_GETSOCKNAME", "BPF_NETKIT_PRIMARY", "BPF_NETKIT_PEER",
-    "BPF_TRACE_KPROBE_SESSION", "BPF_TRACE_UPROBE_SESSION",
+    "offending_writer_slot", "parse_verifier_stats", "PROG_TYPE_SINCE", "LOG_SIZE_START",
+    "LOG_SIZE_MAX", "ENOTSUPP", "TEST_RUN_HEADROOM",
 ]
 
 # First mainline release with each program type, for UnsupportedFeature messages.
 PROG_TYPE_SINCE: Dict[int, str] = {
-    BPF_PROG_TYPE_SOCKET_FILTER: "3.19", BPF_PROG_TYPE_KPROBE: "4.1",
-    BPF_PROG_TYPE_SCHED_CLS: "4.1", BPF_PROG_TYPE_SCHED_ACT: "4.1",
-    BPF_PROG_TYPE_TRACEPOINT: "4.7", BPF_PROG_TYPE_XDP: "4.8",
-    BPF_PROG_TYPE_PERF_EVENT: "4.9", BPF_PROG_TYPE_CGROUP_SKB: "4.10",
-    BPF_PROG_TYPE_CGROUP_SOCK: "4.10", BPF_PROG_TYPE_LWT_IN: "4.10",
-    BPF_PROG_TYPE_LWT_OUT: "4.10", BPF_PROG_TYPE_LWT_XMIT: "4.10",
-    BPF_PROG_TYPE_SOCK_OPS: "4.13", BPF_PROG_TYPE_SK_SKB: "4.14",
-    BPF_PROG_TYPE_CGROUP_DEVICE: "4.15", BPF_PROG_TYPE_SK_MSG: "4.17",
-    BPF_PROG_TYPE_RAW_TRACEPOINT: "4.17", BPF_PROG_TYPE_CGROUP_SOCK_ADDR: "4.17",
-    BPF_PROG_TYPE_LWT_SEG6LOCAL: "4.18", BPF_PROG_TYPE_LIRC_MODE2: "4.18",
-    BPF_PROG_TYPE_SK_REUSEPORT: "4.19", BPF_PROG_TYPE_FLOW_DISSECTOR: "4.20",
-    BPF_PROG_TYPE_CGROUP_SYSCTL: "5.2", BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE: "5.2",
-    BPF_PROG_TYPE_CGROUP_SOCKOPT: "5.3", BPF_PROG_TYPE_TRACING: "5.5",
-    BPF_PROG_TYPE_STRUCT_OPS: "5.6", BPF_PROG_TYPE_EXT: "5.6", BPF_PROG_TYPE_LSM: "5.7",
-    BPF_PROG_TYPE_SK_LOOKUP: "5.9", BPF_PROG_TYPE_SYSCALL: "5.14",
-    BPF_PROG_TYPE_NETFILTER: "6.4",
+    consts.BPF_PROG_TYPE_SOCKET_FILTER: "3.19", consts.BPF_PROG_TYPE_KPROBE: "4.1",
+    consts.BPF_PROG_TYPE_SCHED_CLS: "4.1", consts.BPF_PROG_TYPE_SCHED_ACT: "4.1",
+    consts.BPF_PROG_TYPE_TRACEPOINT: "4.7", consts.BPF_PROG_TYPE_XDP: "4.8",
+    consts.BPF_PROG_TYPE_PERF_EVENT: "4.9", consts.BPF_PROG_TYPE_CGROUP_SKB: "4.10",
+    consts.BPF_PROG_TYPE_CGROUP_SOCK: "4.10", consts.BPF_PROG_TYPE_LWT_IN: "4.10",
+    consts.BPF_PROG_TYPE_LWT_OUT: "4.10", consts.BPF_PROG_TYPE_LWT_XMIT: "4.10",
+    consts.BPF_PROG_TYPE_SOCK_OPS: "4.13", consts.BPF_PROG_TYPE_SK_SKB: "4.14",
+    consts.BPF_PROG_TYPE_CGROUP_DEVICE: "4.15", consts.BPF_PROG_TYPE_SK_MSG: "4.17",
+    consts.BPF_PROG_TYPE_RAW_TRACEPOINT: "4.17", consts.BPF_PROG_TYPE_CGROUP_SOCK_ADDR: "4.17",
+    consts.BPF_PROG_TYPE_LWT_SEG6LOCAL: "4.18", consts.BPF_PROG_TYPE_LIRC_MODE2: "4.18",
+    consts.BPF_PROG_TYPE_SK_REUSEPORT: "4.19", consts.BPF_PROG_TYPE_FLOW_DISSECTOR: "4.20",
+    consts.BPF_PROG_TYPE_CGROUP_SYSCTL: "5.2", consts.BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE: "5.2",
+    consts.BPF_PROG_TYPE_CGROUP_SOCKOPT: "5.3", consts.BPF_PROG_TYPE_TRACING: "5.5",
+    consts.BPF_PROG_TYPE_STRUCT_OPS: "5.6", consts.BPF_PROG_TYPE_EXT: "5.6",
+    consts.BPF_PROG_TYPE_LSM: "5.7", consts.BPF_PROG_TYPE_SK_LOOKUP: "5.9",
+    consts.BPF_PROG_TYPE_SYSCALL: "5.14", consts.BPF_PROG_TYPE_NETFILTER: "6.4",
 }
-
-# --- prog_flags (BPF_F_* for BPF_PROG_LOAD) -----------------------------------------------
-BPF_F_STRICT_ALIGNMENT = 1 << 0
-BPF_F_ANY_ALIGNMENT = 1 << 1
-BPF_F_TEST_RND_HI32 = 1 << 2
-BPF_F_TEST_STATE_FREQ = 1 << 3
-BPF_F_SLEEPABLE = 1 << 4
-BPF_F_XDP_HAS_FRAGS = 1 << 5
-BPF_F_XDP_DEV_BOUND_ONLY = 1 << 6
-
-# --- log_level bits -----------------------------------------------------------------------
-BPF_LOG_LEVEL1 = 1   # the instructions the verifier walks, and why it stopped
-BPF_LOG_LEVEL2 = 2   # also every state at every instruction (very large)
-BPF_LOG_STATS = 4    # only the statistics: insns processed, time, stack depth
-
 
 # Room given to a test run's output packet beyond the input's size, so that
 # programs growing the packet (bpf_xdp_adjust_head, skb_change_tail) fit.
@@ -337,10 +256,10 @@ class LoadRequest:
                  btf_fd: int = 0, func_info: Sequence[Tuple[int, int]] = ()):
         self.bytecode = bytecode
         self.btf_fd = btf_fd
-        # struct bpf_func_info { __u32 insn_off; __u32 type_id; } per function
+        # one struct bpf_func_info per function
         self._func_info = ctypes.create_string_buffer(
-            b"".join(struct.pack("<II", off, type_id) for off, type_id in func_info),
-            8 * len(func_info)) if func_info else None
+            b"".join(consts.BPF_FUNC_INFO.pack(off, type_id) for off, type_id in func_info),
+            consts.BPF_FUNC_INFO.size * len(func_info)) if func_info else None
         self.func_info_cnt = len(func_info)
         self.prog_type = prog_type
         self.name = name
@@ -362,7 +281,7 @@ class LoadRequest:
             prog_name=_sys.obj_name(self.name), expected_attach_type=self.expected_attach_type,
             attach_btf_id=self.attach_btf_id, prog_btf_fd=self.btf_fd)
         if self._func_info is not None:
-            attr.func_info_rec_size = 8
+            attr.func_info_rec_size = consts.BPF_FUNC_INFO.size
             attr.func_info = _sys.address(self._func_info)
             attr.func_info_cnt = self.func_info_cnt
         ret = _sys.bpf_errno(_sys.BPF_PROG_LOAD, attr)

@@ -26,6 +26,7 @@ from . import sys as _sys
 from .map_codecs import possible_cpus
 from .reader import Ring, RingReader, release_mapping
 from .records import RecordDecoder
+from .. import consts
 
 # include/uapi/linux/bpf.h
 BPF_RINGBUF_BUSY_BIT = 1 << 31
@@ -162,9 +163,9 @@ class RingBufReader(RingReader):
     def __init__(self, ringbuf_map: Any, *, lost_counter_map: Any = None,
                  decoder: Optional[RecordDecoder] = None):
         info = objects.map_info(ringbuf_map)
-        if info.type != objects.BPF_MAP_TYPE_RINGBUF:
+        if info.type != consts.BPF_MAP_TYPE_RINGBUF:
             raise ValueError("map %r is a %s map, not a ring buffer"
-                             % (info.name, objects.MAP_TYPES.name(info.type)))
+                             % (info.name, consts.MAP_TYPES.name(info.type)))
         if lost_counter_map is not None:
             check_lost_counter(lost_counter_map)
         super().__init__(decoder)
@@ -206,8 +207,8 @@ def check_lost_counter(counter_map: Any) -> None:
     """Raise ``ValueError`` unless ``counter_map`` is a per-CPU array with
     u64 values."""
     info = objects.map_info(counter_map)
-    if info.type != objects.BPF_MAP_TYPE_PERCPU_ARRAY or info.value_size != 8 \
+    if info.type != consts.BPF_MAP_TYPE_PERCPU_ARRAY or info.value_size != 8 \
             or info.max_entries < 1:
         raise ValueError("lost-record counter %r must be a BPF_MAP_TYPE_PERCPU_ARRAY "
                          "with 8-byte values, not a %s with %d-byte values"
-                         % (info.name, objects.MAP_TYPES.name(info.type), info.value_size))
+                         % (info.name, consts.MAP_TYPES.name(info.type), info.value_size))

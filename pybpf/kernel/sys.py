@@ -86,12 +86,6 @@ BPF_PROG_BIND_MAP = 35
 BPF_CMD_NAMES = {value: name for name, value in globals().items()
                  if name.startswith("BPF_") and isinstance(value, int)}
 
-# --- flags ---------------------------------------------------------------------------
-BPF_ANY = 0
-BPF_NOEXIST = 1
-BPF_EXIST = 2
-BPF_F_LOCK = 4
-
 # The kernel-internal errno 524 some commands leak; defined with the errors
 # that name it (pybpf.errors), and here for the kernel layer.
 ENOTSUPP = _errors.ENOTSUPP

@@ -18,7 +18,8 @@ from pybpf import asm, isa
 from pybpf.kernel import objects
 from pybpf.kernel.link import attach_tracepoint
 from pybpf.kernel.maps import Map, MapSpec
-from pybpf.kernel.prog import BPF_PROG_TYPE_TRACEPOINT, Program, enable_stats
+from pybpf.kernel.prog import Program, enable_stats
+from pybpf.consts import BPF_PROG_TYPE_TRACEPOINT
 
 BPFTOOL = "/usr/sbin/bpftool"
 PROG_NAME = "cli_test"

@@ -25,13 +25,14 @@ import time
 
 import construct
 
-from pybpf import asm, isa
+from pybpf import asm, consts, isa
 from pybpf.isa import R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10
-from pybpf.kernel import features, objects
+from pybpf.kernel import features
 from pybpf.kernel.link import attach_tracepoint
 from pybpf.kernel.maps import Map, MapSpec
 from pybpf.kernel.perf import PerfReader
-from pybpf.kernel.prog import BPF_PROG_TYPE_TRACEPOINT, Program
+from pybpf.kernel.prog import Program
+from pybpf.consts import BPF_PROG_TYPE_TRACEPOINT
 from pybpf.kernel.records import decoder_for
 from pybpf.kernel.ringbuf import RingBufReader
 
@@ -163,7 +164,7 @@ def counter_program(raw_syscall: bool = False) -> asm.AssembledProgram:
     return a.assemble()
 
 
-def array(name: str, value_size: int, map_type: int = objects.BPF_MAP_TYPE_ARRAY) -> Map:
+def array(name: str, value_size: int, map_type: int = consts.BPF_MAP_TYPE_ARRAY) -> Map:
     return Map.create(MapSpec(map_type, key_size=4, value_size=value_size, max_entries=1,
                               name=name))
 
@@ -188,12 +189,12 @@ class Emitter:
         self.maps = config_maps()
         try:
             if transport == PERF:
-                self.maps["events"] = Map.create(MapSpec(objects.BPF_MAP_TYPE_PERF_EVENT_ARRAY,
+                self.maps["events"] = Map.create(MapSpec(consts.BPF_MAP_TYPE_PERF_EVENT_ARRAY,
                                                          name="events"))
             else:
-                self.maps["events"] = Map.create(MapSpec(objects.BPF_MAP_TYPE_RINGBUF,
+                self.maps["events"] = Map.create(MapSpec(consts.BPF_MAP_TYPE_RINGBUF,
                                                          max_entries=ring_size, name="events"))
-                self.maps["lost"] = array("lost", 8, objects.BPF_MAP_TYPE_PERCPU_ARRAY)
+                self.maps["lost"] = array("lost", 8, consts.BPF_MAP_TYPE_PERCPU_ARRAY)
             self.prog = Program.load(emitter_program(transport, record_size),
                                      prog_type=BPF_PROG_TYPE_TRACEPOINT, name="emit",
                                      maps=self.maps)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Dict, FrozenSet, Set
 
 from pybpf.kernel import objects, sys
+from pybpf import consts
 
 KINDS = {"progs": objects.PROGS, "maps": objects.MAPS, "links": objects.LINKS,
          "btfs": objects.BTFS}
@@ -134,7 +135,7 @@ def _readlink(path: str) -> str:
 
 # --- a program to have one (prog.py is the real loader) --------------------------------------
 
-def load_trivial_program(prog_type: int = objects.BPF_PROG_TYPE_SOCKET_FILTER, r0: int = 0,
+def load_trivial_program(prog_type: int = consts.BPF_PROG_TYPE_SOCKET_FILTER, r0: int = 0,
                          name: str = "pybpf_test", expected_attach_type: int = 0) -> sys.FD:
     """Load ``r0 = <r0>; exit`` with raw BPF_PROG_LOAD."""
     insns = bytes.fromhex(

@@ -17,6 +17,7 @@ from pybpf.kernel.btf import BTF, VMLINUX_PATH
 from pybpf.kernel.btf_load import (BTFLoadError, LoadedBTF, btf_data, btf_from_id, btf_info,
                                    fetch_btf, load_btf)
 from pybpf.kernel.btf_writer import BTF_FUNC_STATIC, VOID, BTFBuilder, Member
+from pybpf import consts
 
 BPFTOOL = "/usr/sbin/bpftool"
 EVENT = struct.Struct("=Ii16sQ")     # struct event, as the BTF below describes it
@@ -40,7 +41,7 @@ def bpftool(*args):
 
 def create_hash_map(btf: LoadedBTF, key_type: int, value_type: int) -> sys.FD:
     """A HASH map typed by ``btf`` (raw BPF_MAP_CREATE: MapSpec has no BTF yet)."""
-    attr = sys.MapCreateAttr(map_type=objects.BPF_MAP_TYPE_HASH, key_size=4,
+    attr = sys.MapCreateAttr(map_type=consts.BPF_MAP_TYPE_HASH, key_size=4,
                              value_size=EVENT.size, max_entries=8,
                              map_name=sys.obj_name("btf_events"), btf_fd=btf.fileno(),
                              btf_key_type_id=key_type, btf_value_type_id=value_type)

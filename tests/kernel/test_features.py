@@ -8,10 +8,10 @@ import re
 import pytest
 from kernel_objects import assert_no_new_fds, assert_no_new_objects, open_fds, snapshot
 
-from pybpf import isa
+from pybpf import consts, isa
 from pybpf.errors import (BPFError, BPFPermissionError, FeatureRefused, UnsupportedFeature,
                           VerifierError)
-from pybpf.kernel import features, objects
+from pybpf.kernel import features
 from pybpf.kernel.features import Answer, Features
 from pybpf.kernel.maps import Map, MapSpec
 from pybpf.kernel.prog import Program
@@ -61,7 +61,7 @@ def test_answers_match_what_really_works(fresh):
             pass
     for name in ("BPF_PROG_TYPE_SOCKET_FILTER", "BPF_PROG_TYPE_KPROBE", "BPF_PROG_TYPE_SCHED_CLS",
                  "BPF_PROG_TYPE_TRACEPOINT", "BPF_PROG_TYPE_XDP", "BPF_PROG_TYPE_TRACING"):
-        prog_type = objects.PROG_TYPES.value(name)
+        prog_type = consts.PROG_TYPES.value(name)
         code = [isa.mov(isa.R0, 0), isa.exit_()]
         if name in found.prog_types and found.answer(name).detail.startswith("known;"):
             # The type exists but needs an attach target (TRACING, LSM, EXT):
@@ -120,8 +120,8 @@ def test_a_probe_answer_is_one_of_three():
 
 
 def test_helpers_per_program_type():
-    tracepoint = objects.BPF_PROG_TYPE_TRACEPOINT
-    socket_filter = objects.BPF_PROG_TYPE_SOCKET_FILTER
+    tracepoint = consts.BPF_PROG_TYPE_TRACEPOINT
+    socket_filter = consts.BPF_PROG_TYPE_SOCKET_FILTER
     assert Features.has_helper(tracepoint, "get_current_pid_tgid")
     assert Features.has_helper(tracepoint, "bpf_perf_event_output")
     assert Features.has_helper(socket_filter, "skb_load_bytes")
@@ -145,7 +145,7 @@ def test_require_names_version_and_reason():
 
 def test_unknown_program_type_answer():
     assert features.prog_type_answer(200) == Answer(features.ABSENT, "EINVAL")
-    assert features.prog_type_answer(objects.BPF_PROG_TYPE_SOCKET_FILTER).available
+    assert features.prog_type_answer(consts.BPF_PROG_TYPE_SOCKET_FILTER).available
 
 
 def test_a_load_einval_is_unsupported_only_when_the_probe_says_absent(probe_says):
@@ -154,8 +154,8 @@ def test_a_load_einval_is_unsupported_only_when_the_probe_says_absent(probe_says
     probe_says("BPF_PROG_TYPE_SOCKET_FILTER")
     code = [isa.mov(isa.R0, 0), isa.exit_()]
     with pytest.raises(BPFError) as caught:   # socket filters take no expected_attach_type
-        Program.load(code, prog_type=objects.BPF_PROG_TYPE_SOCKET_FILTER,
-                     expected_attach_type=objects.BPF_XDP, prog_flags=1 << 30).close()
+        Program.load(code, prog_type=consts.BPF_PROG_TYPE_SOCKET_FILTER,
+                     expected_attach_type=consts.BPF_XDP, prog_flags=1 << 30).close()
     assert caught.value.errno == errno.EINVAL
     assert isinstance(caught.value, UnsupportedFeature) == (probe_says.state == "absent")
 

@@ -16,7 +16,9 @@ from kernel_objects import load_trivial_program
 from pybpf.errors import (BPFError, BPFPermissionError, MapFullError, NotFoundError,
                           UnsupportedFeature)
 from pybpf.kernel import map_spec, maps, objects, pin, sys
-from pybpf.kernel.maps import BPF_EXIST, BPF_NOEXIST, Map, MapSpec
+from pybpf.kernel.maps import Map, MapSpec
+from pybpf.consts import BPF_EXIST, BPF_NOEXIST
+from pybpf import consts
 
 NCPUS = len(maps.possible_cpus())
 
@@ -70,7 +72,7 @@ def test_keyed_map_round_trip(kind, pin_dir, no_leaks):
     spec, entries, expected = KEYED[kind]
     expected = dict(entries) if expected is None else expected
     with create(spec, "test_" + kind) as m:
-        assert m.map_type == objects.MAP_TYPES.value(kind)
+        assert m.map_type == consts.MAP_TYPES.value(kind)
         for key, value in entries.items():
             m[key] = value
         for key, value in entries.items():
@@ -102,7 +104,7 @@ def test_keyed_map_round_trip(kind, pin_dir, no_leaks):
 def test_lpm_trie_longest_prefix_match():
     with Map.create(MapSpec("lpm_trie", key_size=8, value_size=4, max_entries=16,
                             name="routes")) as routes:
-        assert routes.flags & maps.BPF_F_NO_PREALLOC
+        assert routes.flags & consts.BPF_F_NO_PREALLOC
         routes[ipaddress.ip_network("10.0.0.0/8")] = 8
         routes[ipaddress.ip_network("10.1.0.0/16")] = 16
         routes[ipaddress.ip_network("10.1.2.0/24")] = 24
@@ -222,7 +224,7 @@ def test_ringbuf(pin_dir):
         path = os.path.join(pin_dir, "rb")
         rb.pin(path)
         with Map.from_pin(path) as again:
-            assert again.id == rb.id and again.map_type == objects.BPF_MAP_TYPE_RINGBUF
+            assert again.id == rb.id and again.map_type == consts.BPF_MAP_TYPE_RINGBUF
         pin.unpin(path)
     for bad in (0, 4096 * 3, 5000):
         with pytest.raises(ValueError, match="power of two"):
@@ -243,7 +245,7 @@ def test_perf_event_array_takes_perf_fds(pin_dir):
         path = os.path.join(pin_dir, "perf")
         m.pin(path)
         with Map.from_pin(path) as again:
-            assert again.map_type == objects.BPF_MAP_TYPE_PERF_EVENT_ARRAY
+            assert again.map_type == consts.BPF_MAP_TYPE_PERF_EVENT_ARRAY
         pin.unpin(path)
 
 
@@ -415,7 +417,7 @@ def test_map_types_this_kernel_does_not_create_raise_what_the_kernel_said():
     from pybpf.kernel import features
     found = features.probe()
     for value, since in map_spec.MAP_TYPE_SINCE.items():
-        name = objects.MAP_TYPES.name(value)
+        name = consts.MAP_TYPES.name(value)
         answer = found.answer(name)
         if answer.available:
             continue

@@ -20,6 +20,7 @@ from pybpf.kernel.btf_load import load_btf
 from pybpf.kernel.btf_writer import BTF_FUNC_STATIC, VOID, BTFBuilder
 from pybpf.kernel.maps import Map, MapSpec
 from pybpf.kernel.prog import Program
+from pybpf import consts
 
 BPFTOOL = "/usr/sbin/bpftool"
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -39,7 +40,7 @@ def test_map_enumeration_finds_ours():
         assert len(found) == 1
         info = found[0]
         assert (info.name, info.type, info.type_name) == ("objects_test",
-                                                          objects.BPF_MAP_TYPE_LRU_HASH,
+                                                          consts.BPF_MAP_TYPE_LRU_HASH,
                                                           "lru_hash")
         assert (info.key_size, info.value_size, info.max_entries) == (4, 12, 7)
         assert objects.MAPS.info_by_id(m.id) == info == objects.map_info(m)
@@ -53,7 +54,7 @@ def test_prog_enumeration_and_info():
         assert info.id in objects.PROGS.ids()
         assert any(p.id == info.id for p in objects.PROGS.infos())
         assert (info.name, info.type_name) == ("objects_prog", "socket_filter")
-        assert info.type == objects.BPF_PROG_TYPE_SOCKET_FILTER
+        assert info.type == consts.BPF_PROG_TYPE_SOCKET_FILTER
         # verified_insns: 0 where the kernel's bpf_prog_info ends before it (< 5.16)
         assert info.map_ids == () and info.gpl_compatible and info.verified_insns in (0, 2)
         assert info.xlated_len == 16 and objects.prog_xlated(prog) == bytes.fromhex(
@@ -73,7 +74,7 @@ def test_prog_map_ids():
             + bytes.fromhex("b700000000000000" "9500000000000000")
         code = ctypes.create_string_buffer(insns, len(insns))
         license = ctypes.create_string_buffer(b"GPL")
-        attr = sys.ProgLoadAttr(prog_type=objects.BPF_PROG_TYPE_SOCKET_FILTER, insn_cnt=4,
+        attr = sys.ProgLoadAttr(prog_type=consts.BPF_PROG_TYPE_SOCKET_FILTER, insn_cnt=4,
                                 insns=sys.address(code), license=sys.address(license))
         with sys.bpf_fd(sys.BPF_PROG_LOAD, attr) as prog:
             assert objects.prog_info(prog).map_ids == (m.id,)
@@ -89,19 +90,19 @@ def test_prog_functions_jited_and_func_info():
     code = asm_text.parse("r1 = 3\n call twice\n exit\n"
                           "twice: r0 = r1\n r0 += r1\n exit\n")
     with load_btf(b.encode()) as btf, \
-            Program.load(code, prog_type=objects.BPF_PROG_TYPE_SOCKET_FILTER, btf_fd=btf.fileno(),
+            Program.load(code, prog_type=consts.BPF_PROG_TYPE_SOCKET_FILTER, btf_fd=btf.fileno(),
                          func_info=[(0, main), (code.slot_of(code.labels["twice"]), twice)]) as prog:
         assert objects.prog_func_info(prog) == ((0, main), (3, twice))
         ksyms, lens = objects.prog_jited_ksyms(prog), objects.prog_jited_func_lens(prog)
         assert len(ksyms) == len(lens) == 2
         assert sum(lens) == len(objects.prog_jited(prog)) > 0
-    with load_trivial_program(objects.BPF_PROG_TYPE_SOCKET_FILTER) as plain:
+    with load_trivial_program(consts.BPF_PROG_TYPE_SOCKET_FILTER) as plain:
         assert objects.prog_func_info(plain) == ()
         assert len(objects.prog_jited_ksyms(plain)) == len(objects.prog_jited_func_lens(plain)) == 1
 
 
 def test_links_raw_tracepoint_and_xdp():
-    with load_trivial_program(objects.BPF_PROG_TYPE_RAW_TRACEPOINT) as prog:
+    with load_trivial_program(consts.BPF_PROG_TYPE_RAW_TRACEPOINT) as prog:
         name = ctypes.create_string_buffer(b"sys_enter")
         attr = sys.RawTracepointAttr(name=sys.address(name), prog_fd=prog.fileno())
         with sys.bpf_fd(sys.BPF_RAW_TRACEPOINT_OPEN, attr) as link:
@@ -113,10 +114,10 @@ def test_links_raw_tracepoint_and_xdp():
             assert objects.LINKS.info_by_id(info.id) == info
             assert any(found.id == info.id for found in objects.LINKS.infos())
     xdp_pass = 2
-    with load_trivial_program(objects.BPF_PROG_TYPE_XDP, r0=xdp_pass) as prog:
+    with load_trivial_program(consts.BPF_PROG_TYPE_XDP, r0=xdp_pass) as prog:
         lo = 1
         attr = sys.LinkCreateAttr(prog_fd=prog.fileno(), target_fd=lo,
-                                  attach_type=objects.BPF_XDP)
+                                  attach_type=consts.BPF_XDP)
         with sys.bpf_fd(sys.BPF_LINK_CREATE, attr) as link:
             info = objects.link_info(link)
             assert (info.type_name, info.ifindex) == ("xdp", lo)
@@ -160,14 +161,14 @@ def test_vanished_objects_are_skipped(monkeypatch):
 
 
 def test_enum_tables():
-    assert objects.MAP_TYPES.name(objects.BPF_MAP_TYPE_RINGBUF) == "BPF_MAP_TYPE_RINGBUF"
-    assert objects.MAP_TYPES.value("ringbuf") == objects.MAP_TYPES.value("BPF_MAP_TYPE_RINGBUF")
-    assert objects.PROG_TYPES.short(objects.BPF_PROG_TYPE_RAW_TRACEPOINT) == "raw_tracepoint"
-    assert objects.LINK_TYPES.name(objects.BPF_LINK_TYPE_PERF_EVENT) == "BPF_LINK_TYPE_PERF_EVENT"
-    assert objects.ATTACH_TYPES.name(objects.BPF_TRACE_RAW_TP) == "BPF_TRACE_RAW_TP"
-    assert objects.MAP_TYPES.name(1000) == "BPF_MAP_TYPE_UNKNOWN_1000"
+    assert consts.MAP_TYPES.name(consts.BPF_MAP_TYPE_RINGBUF) == "BPF_MAP_TYPE_RINGBUF"
+    assert consts.MAP_TYPES.value("ringbuf") == consts.MAP_TYPES.value("BPF_MAP_TYPE_RINGBUF")
+    assert consts.PROG_TYPES.short(consts.BPF_PROG_TYPE_RAW_TRACEPOINT) == "raw_tracepoint"
+    assert consts.LINK_TYPES.name(consts.BPF_LINK_TYPE_PERF_EVENT) == "BPF_LINK_TYPE_PERF_EVENT"
+    assert consts.ATTACH_TYPES.name(consts.BPF_TRACE_RAW_TP) == "BPF_TRACE_RAW_TP"
+    assert consts.MAP_TYPES.name(1000) == "BPF_MAP_TYPE_UNKNOWN_1000"
     with pytest.raises(KeyError):
-        objects.MAP_TYPES.value("no_such_type")
+        consts.MAP_TYPES.value("no_such_type")
 
 
 # --- leaks -----------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from kernel_objects import assert_no_new_fds, assert_no_new_objects, open_fds, s
 from pybpf.errors import VerifierError
 from pybpf.kernel import perf
 from pybpf.kernel.maps import Map, MapSpec
-from pybpf.kernel.objects import BPF_MAP_TYPE_PERF_EVENT_ARRAY
+from pybpf.consts import BPF_MAP_TYPE_PERF_EVENT_ARRAY
 
 PAGE = perf.PAGE_SIZE
 

@@ -24,7 +24,8 @@ CHILD = textwrap.dedent("""
     import sys
     from pybpf import isa
     from pybpf.errors import BPFPermissionError
-    from pybpf.kernel.prog import Program, BPF_PROG_TYPE_SOCKET_FILTER
+    from pybpf.consts import BPF_PROG_TYPE_SOCKET_FILTER
+    from pybpf.kernel.prog import Program
     try:
         Program.load([isa.mov(isa.R0, 0), isa.exit_()],
                      prog_type=BPF_PROG_TYPE_SOCKET_FILTER, name="unprivileged")

@@ -21,6 +21,7 @@ from pybpf.errors import BPFError, UnsupportedFeature, VerifierError
 from pybpf.kernel import objects, prog
 from pybpf.kernel.maps import Map, MapSpec
 from pybpf.kernel.prog import Program
+from pybpf import consts
 
 R0, R1, R2, R3, R10 = isa.R0, isa.R1, isa.R2, isa.R3, isa.R10
 XDP_PASS = 2
@@ -44,7 +45,7 @@ def returning(value: int, name: str = "ret") -> asm.AssembledProgram:
 
 def test_socket_filter_test_run_and_info():
     code = returning(7, "seven")
-    with Program.load(code, prog_type=prog.BPF_PROG_TYPE_SOCKET_FILTER) as p:
+    with Program.load(code, prog_type=consts.BPF_PROG_TYPE_SOCKET_FILTER) as p:
         packet = bytes(range(1, 41))
         result = p.test_run(packet)
         assert result.retval == 7
@@ -62,17 +63,17 @@ def test_socket_filter_test_run_and_info():
 
 def test_xdp_test_run_passes_packet_through():
     packet = bytes(range(64))
-    with Program.load(returning(XDP_PASS), prog_type=prog.BPF_PROG_TYPE_XDP,
-                      expected_attach_type=prog.BPF_XDP) as p:
+    with Program.load(returning(XDP_PASS), prog_type=consts.BPF_PROG_TYPE_XDP,
+                      expected_attach_type=consts.BPF_XDP) as p:
         result = p.test_run(packet, repeat=10)
         assert (result.retval, result.data_out) == (XDP_PASS, packet)
         assert result.duration_ns >= 0
 
 
 def test_same_code_same_tag_other_code_other_tag():
-    with Program.load(returning(1), prog_type=prog.BPF_PROG_TYPE_SOCKET_FILTER) as a, \
-            Program.load(returning(1), prog_type=prog.BPF_PROG_TYPE_SOCKET_FILTER) as b, \
-            Program.load(returning(2), prog_type=prog.BPF_PROG_TYPE_SOCKET_FILTER) as c:
+    with Program.load(returning(1), prog_type=consts.BPF_PROG_TYPE_SOCKET_FILTER) as a, \
+            Program.load(returning(1), prog_type=consts.BPF_PROG_TYPE_SOCKET_FILTER) as b, \
+            Program.load(returning(2), prog_type=consts.BPF_PROG_TYPE_SOCKET_FILTER) as c:
         assert a.tag == b.tag != c.tag
         assert len({a.id, b.id, c.id}) == 3
 
@@ -80,17 +81,17 @@ def test_same_code_same_tag_other_code_other_tag():
 def test_code_as_instructions_and_as_bytes():
     insns = [isa.mov(R0, 3), isa.exit_()]
     for code in (insns, isa.encode(insns)):
-        with Program.load(code, prog_type=prog.BPF_PROG_TYPE_SOCKET_FILTER, name="raw") as p:
+        with Program.load(code, prog_type=consts.BPF_PROG_TYPE_SOCKET_FILTER, name="raw") as p:
             assert p.test_run(bytes(14)).retval == 3
             assert p.code is None
 
 
 def test_from_id_and_from_fd():
-    with Program.load(returning(5, "orig"), prog_type=prog.BPF_PROG_TYPE_SOCKET_FILTER) as p:
+    with Program.load(returning(5, "orig"), prog_type=consts.BPF_PROG_TYPE_SOCKET_FILTER) as p:
         with Program.from_id(p.id) as by_id, Program.from_fd(p.fd) as by_fd:
             for other in (by_id, by_fd):
                 assert (other.id, other.tag, other.name) == (p.id, p.tag, "orig")
-                assert other.prog_type == prog.BPF_PROG_TYPE_SOCKET_FILTER
+                assert other.prog_type == consts.BPF_PROG_TYPE_SOCKET_FILTER
                 assert other.fd != p.fd
         assert p.test_run(bytes(14)).retval == 5   # still ours after theirs closed
 
@@ -109,14 +110,14 @@ def test_map_relocation_resolved_from_maps_argument():
     with Map.create(MapSpec("hash", key_size=4, value_size=8, max_entries=4,
                             name="counts")) as counts:
         counts[0] = 42
-        with Program.load(a.assemble(), prog_type=prog.BPF_PROG_TYPE_SOCKET_FILTER,
+        with Program.load(a.assemble(), prog_type=consts.BPF_PROG_TYPE_SOCKET_FILTER,
                           maps={"counts": counts}) as p:
             assert p.info().map_ids == (counts.info().id,)
             assert p.test_run(bytes(14)).retval == 42
 
 
 def test_test_run_unsupported_type():
-    with Program.load(returning(0), prog_type=prog.BPF_PROG_TYPE_TRACEPOINT) as p:
+    with Program.load(returning(0), prog_type=consts.BPF_PROG_TYPE_TRACEPOINT) as p:
         with pytest.raises(UnsupportedFeature) as caught:
             p.test_run(ctx=bytes(8))
     assert "BPF_PROG_TEST_RUN for BPF_PROG_TYPE_TRACEPOINT" in str(caught.value)
@@ -126,7 +127,7 @@ def test_test_run_unsupported_type():
 def test_test_run_bad_arguments_say_what_was_given():
     # An skb program: every kernel refuses its data below 14 bytes (XDP took
     # any size before Linux 5.18 or so).
-    with Program.load(returning(0), prog_type=prog.BPF_PROG_TYPE_SOCKET_FILTER) as p:
+    with Program.load(returning(0), prog_type=consts.BPF_PROG_TYPE_SOCKET_FILTER) as p:
         with pytest.raises(BPFError) as caught:
             p.test_run(bytes(4))   # shorter than an Ethernet header
     assert caught.value.errno == 22 and "data 4 bytes" in str(caught.value)
@@ -135,7 +136,7 @@ def test_test_run_bad_arguments_say_what_was_given():
 # --- run statistics -----------------------------------------------------------------------
 
 def test_enable_stats_counts_test_runs_and_socket_traffic():
-    with Program.load(returning(0xFFFF), prog_type=prog.BPF_PROG_TYPE_SOCKET_FILTER) as p:
+    with Program.load(returning(0xFFFF), prog_type=consts.BPF_PROG_TYPE_SOCKET_FILTER) as p:
         with prog.enable_stats() as stats:
             assert not stats.closed
             before = p.info()
@@ -157,7 +158,7 @@ def test_enable_stats_counts_test_runs_and_socket_traffic():
 # --- verifier errors point at this file ---------------------------------------------------
 
 def load_rejected(a: asm.Assembler, **kwargs) -> VerifierError:
-    kwargs.setdefault("prog_type", prog.BPF_PROG_TYPE_SOCKET_FILTER)
+    kwargs.setdefault("prog_type", consts.BPF_PROG_TYPE_SOCKET_FILTER)
     with pytest.raises(VerifierError) as caught:
         Program.load(a.assemble(), **kwargs).close()
     return caught.value
@@ -225,7 +226,7 @@ def test_infinite_loop():
 def test_raw_bytes_get_an_index_but_no_source():
     code = isa.encode([isa.ld_imm64(R1, 1 << 40), isa.ldx(8, R0, R2, 0), isa.exit_()])
     with pytest.raises(VerifierError) as caught:
-        Program.load(code, prog_type=prog.BPF_PROG_TYPE_SOCKET_FILTER, name="raw")
+        Program.load(code, prog_type=consts.BPF_PROG_TYPE_SOCKET_FILTER, name="raw")
     assert caught.value.insn_index == 1 and caught.value.source_lines == []
 
 
@@ -244,8 +245,8 @@ def test_log_larger_than_first_buffer_is_whole():
     length = 2000   # log level 2 writes ~70 bytes per instruction: > 64 KiB
     a = long_program(length)
     a.emit(isa.exit_())
-    with Program.load(a.assemble(), prog_type=prog.BPF_PROG_TYPE_SOCKET_FILTER,
-                      log_level=prog.BPF_LOG_LEVEL2) as p:
+    with Program.load(a.assemble(), prog_type=consts.BPF_PROG_TYPE_SOCKET_FILTER,
+                      log_level=consts.BPF_LOG_LEVEL2) as p:
         log = p.verifier_log
     assert len(log) > prog.LOG_SIZE_START
     assert log.startswith("func#0 @0\n")
@@ -259,21 +260,21 @@ def test_rejection_with_large_log_still_maps_to_source():
     line = next_line()
     a.emit(isa.ldx(8, R0, R0, 0))
     a.emit(isa.exit_())
-    exc = load_rejected(a, log_level=prog.BPF_LOG_LEVEL2)
+    exc = load_rejected(a, log_level=consts.BPF_LOG_LEVEL2)
     assert len(exc.log) > prog.LOG_SIZE_START and exc.log.startswith("func#0 @0\n")
     assert (exc.insn_index, exc.source_lines[0]) == (2001, (HERE, line))
 
 
 def test_stats_on_success():
-    with Program.load(returning(0), prog_type=prog.BPF_PROG_TYPE_SOCKET_FILTER,
-                      log_level=prog.BPF_LOG_STATS) as p:
+    with Program.load(returning(0), prog_type=consts.BPF_PROG_TYPE_SOCKET_FILTER,
+                      log_level=consts.BPF_LOG_STATS) as p:
         stats = p.verifier_stats
     assert stats.insns_processed == 2 and stats.insn_limit >= 4096
     assert stats.verification_time_usec is not None and stats.stack_depth == (0,)
 
 
 def test_no_log_without_asking():
-    with Program.load(returning(0), prog_type=prog.BPF_PROG_TYPE_SOCKET_FILTER) as p:
+    with Program.load(returning(0), prog_type=consts.BPF_PROG_TYPE_SOCKET_FILTER) as p:
         assert p.verifier_log == "" and p.verifier_stats is None
 
 
@@ -288,7 +289,7 @@ def test_unknown_program_type():
 def test_bad_attributes_are_named():
     # CGROUP_SOCK_ADDR needs an expected_attach_type such as BPF_CGROUP_INET4_CONNECT.
     with pytest.raises(BPFError) as caught:
-        Program.load(returning(1), prog_type=prog.BPF_PROG_TYPE_CGROUP_SOCK_ADDR)
+        Program.load(returning(1), prog_type=consts.BPF_PROG_TYPE_CGROUP_SOCK_ADDR)
     assert not isinstance(caught.value, (VerifierError, UnsupportedFeature))
     assert "expected_attach_type=BPF_CGROUP_INET_INGRESS" in str(caught.value)
 
@@ -297,7 +298,7 @@ def test_bad_attributes_are_named():
 
 def test_close_releases_program_and_fd():
     before, fds = snapshot(), open_fds()
-    p = Program.load(returning(0), prog_type=prog.BPF_PROG_TYPE_SOCKET_FILTER)
+    p = Program.load(returning(0), prog_type=consts.BPF_PROG_TYPE_SOCKET_FILTER)
     prog_id = p.id
     assert prog_id in objects.PROGS.ids()
     p.close()
@@ -315,7 +316,7 @@ def test_failed_loads_leave_nothing():
     a = long_program(10)
     a.emit(isa.ldx(8, R0, R0, 0))
     a.emit(isa.exit_())
-    for code, prog_type in ((a.assemble(), prog.BPF_PROG_TYPE_SOCKET_FILTER), (returning(0), 200)):
+    for code, prog_type in ((a.assemble(), consts.BPF_PROG_TYPE_SOCKET_FILTER), (returning(0), 200)):
         with pytest.raises(BPFError):
             Program.load(code, prog_type=prog_type)
     assert_no_new_fds(fds)
@@ -325,7 +326,8 @@ def test_failed_loads_leave_nothing():
 CHILD = textwrap.dedent("""
     import signal, sys, time
     from pybpf import isa
-    from pybpf.kernel.prog import Program, BPF_PROG_TYPE_SOCKET_FILTER
+    from pybpf.consts import BPF_PROG_TYPE_SOCKET_FILTER
+    from pybpf.kernel.prog import Program
     programs = [Program.load([isa.mov(isa.R0, i), isa.exit_()],
                              prog_type=BPF_PROG_TYPE_SOCKET_FILTER, name="child%d" % i)
                 for i in range(3)]

@@ -7,7 +7,7 @@ from kernel_objects import assert_no_new_fds, assert_no_new_objects, open_fds, s
 
 from pybpf.kernel import perf, ringbuf
 from pybpf.kernel.maps import Map, MapSpec
-from pybpf.kernel.objects import BPF_MAP_TYPE_PERCPU_ARRAY
+from pybpf.consts import BPF_MAP_TYPE_PERCPU_ARRAY
 
 PAGE = ringbuf.PAGE_SIZE
 

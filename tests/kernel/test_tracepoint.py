@@ -7,8 +7,8 @@ from emitters import TRACEPOINT, config_maps, counter_program
 
 from pybpf.errors import BPFError, FeatureRefused, NotFoundError, UnsupportedFeature
 from pybpf.kernel import link, mounts, tracefs
-from pybpf.kernel.prog import (BPF_PROG_TYPE_RAW_TRACEPOINT, BPF_PROG_TYPE_TRACEPOINT,
-                               Program)
+from pybpf.kernel.prog import Program
+from pybpf.consts import BPF_PROG_TYPE_RAW_TRACEPOINT, BPF_PROG_TYPE_TRACEPOINT
 
 CALLS = 500
 

@@ -6,8 +6,9 @@ import construct
 import pytest
 
 from pybpf.kernel import map_codecs as codecs
-from pybpf.kernel import map_spec, objects
+from pybpf.kernel import map_spec
 from pybpf.kernel.map_spec import MapSpec
+from pybpf import consts
 
 
 def common(codec, data, obj, size):
@@ -66,14 +67,14 @@ def test_parse_cpu_list():
 
 def attr_for(**spec):
     spec = MapSpec(**spec)
-    map_type = spec.map_type if isinstance(spec.map_type, int) else objects.MAP_TYPES.value(
+    map_type = spec.map_type if isinstance(spec.map_type, int) else consts.MAP_TYPES.value(
         spec.map_type)
     return map_spec.create_attr(spec, map_type)
 
 
 def test_spec_defaults_and_checks():
     attr = attr_for(map_type="lpm_trie", key_size=8, value_size=4, max_entries=1)
-    assert attr.map_flags & map_spec.BPF_F_NO_PREALLOC
+    assert attr.map_flags & consts.BPF_F_NO_PREALLOC
     attr = attr_for(map_type="array", value_size=4, max_entries=1, name="x" * 40)
     assert attr.key_size == 4 and attr.map_name == b"x" * 15
     attr = attr_for(map_type="perf_event_array")
@@ -92,5 +93,5 @@ def test_spec_defaults_and_checks():
 
 
 def test_every_known_map_type_has_a_since_version():
-    assert set(map_spec.MAP_TYPE_SINCE) == {value for value, _ in objects.MAP_TYPES.items()} - {
-        objects.BPF_MAP_TYPE_UNSPEC}
+    assert set(map_spec.MAP_TYPE_SINCE) == {value for value, _ in consts.MAP_TYPES.items()} - {
+        consts.BPF_MAP_TYPE_UNSPEC}
