@@ -23,7 +23,7 @@ What is cached decides what root loads into the kernel, so:
 Any problem with the cache (missing, corrupt, untrusted, unwritable, a name
 that no longer resolves) means a normal build, with one debug-level log
 message: the cache can only save time. :func:`prebuild` hands the cached
-builds to ``Program.prebuilt``.
+builds to ``ProgramDecl.prebuilt``.
 """
 
 import hashlib

@@ -26,6 +26,7 @@ import time
 from contextlib import ExitStack
 from typing import Any, Dict, List, Optional
 
+from pybpf.loader import Collection
 from pybpf.safe_files import open_output_file
 
 from .config import Config
@@ -43,32 +44,41 @@ def programs_module() -> Any:
     return sniffwrites
 
 
-def collection(cfg: Config) -> Any:
+def programs(cfg: Config) -> List[Any]:
     """The programs this configuration needs (``sniff_fork`` only to follow)."""
-    from pybpf.dsl import Collection
     sw = programs_module()
-    specs = [sw.sniff_exit, sw.sniff_close, sw.sniff_exec, sw.sniff_exit_group]
+    chosen = [sw.sniff_exit, sw.sniff_close, sw.sniff_exec, sw.sniff_exit_group]
     if cfg.follow and not cfg.debug:
-        specs.append(sw.sniff_fork)
-    return Collection(specs)
+        chosen.append(sw.sniff_fork)
+    return chosen
+
+
+def collection_spec(cfg: Config) -> Any:
+    """What to load for ``cfg``: its programs, the ring buffer and fd cache
+    sized as it says."""
+    from pybpf.dsl import collection_spec as spec_of
+    spec = spec_of(programs(cfg))
+    spec.maps["events"].max_entries = cfg.ring_size
+    spec.maps["fds"].max_entries = cfg.fd_cache_size
+    return spec
 
 
 def prebuild_all(cache_dir: Optional[str] = None) -> bool:
     """Every program of the module from the build cache in ``cache_dir``
     (or built and cached): see :mod:`sniffwrites.buildcache`."""
-    from pybpf.dsl import Program
+    from pybpf.dsl import ProgramDecl
     from pybpf.programs import lib_sniffwrites_walk
 
     from .buildcache import prebuild
     sw = programs_module()
-    programs = [v for v in vars(sw).values() if isinstance(v, Program)]
+    programs = [v for v in vars(sw).values() if isinstance(v, ProgramDecl)]
     return prebuild(programs, [sw, lib_sniffwrites_walk], cache_dir)
 
 
 def dump_bytecode(cfg: Config) -> str:
     """The annotated disassembly of every program ``cfg`` would load."""
     parts = []
-    for program in collection(cfg).specs:
+    for program in programs(cfg):
         code = program.build()
         parts.append("; ---- %s: %s (%d instructions) ----"
                      % (program.name, program.target, len(code.instructions)))
@@ -129,11 +139,9 @@ class Monitor:
         sw = programs_module()
         cfg = self.cfg
         try:
-            sw.events.max_entries = cfg.ring_size
-            sw.fds.max_entries = cfg.fd_cache_size
             prebuild_all(cfg.cache_dir)
-            coll = collection(cfg)
-            coll.load(config=cfg.kernel_settings(os.getpid(), sw.syscall_table()))
+            coll = Collection(collection_spec(cfg),
+                              config=cfg.kernel_settings(os.getpid(), sw.syscall_table()))
             self._stack.callback(coll.close)
             self._collection = coll
             watched = coll.maps["watched"]

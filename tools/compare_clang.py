@@ -30,7 +30,7 @@ from typing import Any, Dict, List, NamedTuple, Tuple
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from pybpf.dsl import Program  # noqa: E402
+from pybpf.dsl import ProgramDecl  # noqa: E402
 
 MODULES = ("count_syscalls", "opensnoop", "feature_tour", "xdp_count", "tc_drop_port")
 C_DIR = os.path.join(ROOT, "tools", "clang")
@@ -101,7 +101,7 @@ def compare(clang: str) -> List[Row]:
         for name in MODULES:
             module = importlib.import_module("programs." + name)
             sizes = compile_c(clang, name, workdir, c_defines(module))
-            for program in (v for v in vars(module).values() if isinstance(v, Program)):
+            for program in (v for v in vars(module).values() if isinstance(v, ProgramDecl)):
                 code = program.build()
                 functions = (program.name,) + code.functions
                 missing = [f for f in functions if f not in sizes]

@@ -22,6 +22,7 @@ from ..asm import AssembledProgram
 from ..errors import VerifierError
 from ..consts import MAP_TYPES
 from ..kernel.prog import Program as KernelProgram
+from ..loader import Collection
 from .common import CLIError, hex_bytes, json_option, print_json
 from .listing import objdump_listing
 from .targets import Target, assembly_target, resolve
@@ -236,7 +237,7 @@ def verify(target: str, as_json: bool) -> None:
                        "no program type and no map definitions")
     by_name = {t.name: t for t in targets}
     try:
-        with dsl.Collection([t.program for t in targets]).load() as loaded:
+        with Collection(dsl.collection_spec([t.program for t in targets])) as loaded:
             records = [_stats_json(t, loaded.programs[t.name]) for t in targets]
     except VerifierError as error:
         rejected = by_name.get(error.program_name)

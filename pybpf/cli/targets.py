@@ -43,7 +43,7 @@ class Target(NamedTuple):
     section: str
     code: AssembledProgram
     maps: Tuple[elf.MapDefinition, ...]
-    program: Optional[dsl.Program]     # the DSL program (None for assembly text)
+    program: Optional[dsl.ProgramDecl]     # the DSL program (None for assembly text)
 
     @property
     def elf_section(self) -> elf.ProgramSection:
@@ -92,7 +92,7 @@ def map_definition(decl: Any) -> elf.MapDefinition:
                              attr.max_entries, attr.map_flags)
 
 
-def _dsl_target(program: dsl.Program) -> Target:
+def _dsl_target(program: dsl.ProgramDecl) -> Target:
     section = SECTION_PREFIX.get(program.prog_type, "") + program.target
     maps = tuple(map_definition(decl) for decl in program.map_decls().values())
     return Target(program.name, section, program.build(), maps, program)
@@ -104,7 +104,7 @@ def _module_targets(module_spec: str, wanted: Optional[str]) -> List[Target]:
     # through its loader only: tell linecache, which the disassembler asks.
     linecache.lazycache(getattr(module, "__file__", None) or "", vars(module))
     programs = [(variable, value) for variable, value in vars(module).items()
-                if isinstance(value, dsl.Program)]
+                if isinstance(value, dsl.ProgramDecl)]
     if not programs:
         raise CLIError("module %s defines no DSL programs" % module_spec)
     if wanted is not None:

@@ -28,26 +28,29 @@ this kernel's BTF offsets: ``p.current_task().real_parent.tgid``), :mod:`.regall
 :mod:`.peephole`, :mod:`.builder` (statements), :mod:`.helpers`,
 :mod:`.maps`, :mod:`.config`, :mod:`.context`, :mod:`.packet` (XDP and tc
 contexts, packet headers) and :mod:`.byteorder` (``be16``/``be32``),
-:mod:`.program` (build, load, attach) and :mod:`.functions_btf` (func_info
-for the loader).
+:mod:`.subprogram` (``@subprogram`` declarations), :mod:`.program` (program
+declarations), :mod:`.build` (the build driver), :mod:`.specs` (programs to
+a :class:`~pybpf.spec.CollectionSpec`, which :class:`pybpf.loader.Collection`
+loads) and :mod:`.functions_btf` (func_info for the loader).
 """
 
 from ..errors import ProgramBuildError
 from .config import Config
 from ..consts import BPF_ANY, BPF_EXIST, BPF_NOEXIST
-from .maps import (ArrayMap, HashMap, LRUHashMap, PerCPUArray,
-                   PerCPUHash, RingBuf)
+from .maps import ArrayMap, HashMap, LRUHashMap, PerCPUArray, PerCPUHash, RingBuf
 from .byteorder import be16, be32
-from .program import (Collection, Program, Subprogram, raw_tracepoint, subprogram, tc, tracepoint,
-                      xdp)
+from .program import ProgramDecl, raw_tracepoint, tc, tracepoint, xdp
+from .specs import collection_spec
+from .subprogram import Subprogram, subprogram
 from .types import (KernelPtr, Ptr, Struct, UserPtr, alignof, char, offsetof, s8, s16, s32, s64,
                     sizeof, u8, u16, u32, u64)
 from .values import Cond, Value, Var
 
 __all__ = [
-    "ArrayMap", "BPF_ANY", "BPF_EXIST", "BPF_NOEXIST", "Collection", "Cond", "Config",
-    "HashMap", "KernelPtr", "LRUHashMap", "PerCPUArray", "PerCPUHash", "Program",
+    "ArrayMap", "BPF_ANY", "BPF_EXIST", "BPF_NOEXIST", "Cond", "Config",
+    "HashMap", "KernelPtr", "LRUHashMap", "PerCPUArray", "PerCPUHash", "ProgramDecl",
     "ProgramBuildError", "Ptr", "RingBuf", "Struct", "Subprogram", "UserPtr", "Value", "Var",
-    "alignof", "be16", "be32", "char", "offsetof", "raw_tracepoint", "s16", "s32", "s64", "s8",
-    "sizeof", "subprogram", "tc", "tracepoint", "u16", "u32", "u64", "u8", "xdp",
+    "alignof", "be16", "be32", "char", "collection_spec", "offsetof", "raw_tracepoint", "s16",
+    "s32", "s64", "s8", "sizeof", "subprogram", "tc", "tracepoint", "u16", "u32", "u64", "u8",
+    "xdp",
 ]

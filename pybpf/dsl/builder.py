@@ -28,10 +28,13 @@ from typing import Any, Callable, Iterator, List, Optional, Set
 from ..helper_defs import HELPERS
 from . import kernel_memory
 from .calls import Arg
+from .helpers import Helpers
 from .kernel_memory import KernelRef
+from .kernel_types import kernel_has_helper
 from .locations import FrameBase
 from .memory import AddressView, Ref, stack_ref
 from .packet import PacketStatements
+from .subprogram import Subprogram
 from .types import ArrayType, IntType, PointerType, as_type, s64, u8, u16, u32, u64
 from .values import (Cond, Const, Local, Var, as_cond, as_value, build_error, compare,
                      convert, implicit)
@@ -101,7 +104,6 @@ class Builder(PacketStatements):
     from :class:`~.packet.PacketStatements`."""
 
     def __init__(self, code: Any):
-        from .helpers import Helpers  # helpers build on this module
         self.code = code
         code.builder = self
         self.helpers = Helpers(self)
@@ -421,8 +423,6 @@ class Builder(PacketStatements):
         is kept by a bounded loop of bpf-to-bpf calls (Linux 5.3), which the
         verifier walks once per iteration: ``count`` must then be a constant.
         """
-        from .kernel_types import kernel_has_helper
-        from .program import Subprogram
         if not isinstance(callback, Subprogram):
             raise build_error("p.loop() calls a @subprogram, not %r" % (callback,))
         self._chain = None

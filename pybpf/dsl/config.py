@@ -2,7 +2,8 @@
 
 ``filters = Config(target_pid=u32, comm=char[16])`` declares settings; a
 program reads them as ``filters.target_pid``, and the loader fills them
-from Python (``Collection(...).load(config={"target_pid": 42})``).
+from Python (``Collection(spec, config={"target_pid": 42})``, or
+``spec.set_config(...)`` on the :class:`~pybpf.spec.CollectionSpec`).
 
 They live in a one-entry array map created read-only for programs
 (``BPF_F_RDONLY_PROG``) and frozen after it is filled, which is what clang
@@ -55,8 +56,8 @@ class Config(Named):
         if field.startswith("_"):
             object.__setattr__(self, field, value)
         else:
-            raise AttributeError("config values are set when loading: load(config={%r: ...})"
-                                 % field)
+            raise AttributeError("config values are set when loading: "
+                                 "Collection(spec, config={%r: ...})" % field)
 
     def _check(self, values: Mapping[str, Any]) -> None:
         unknown = set(values) - set(self._layout.fields)

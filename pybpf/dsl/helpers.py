@@ -27,6 +27,7 @@ from ..helper_proto import (ARG_CALLBACK, ARG_CONST_PTR, ARG_CTX, ARG_FLAGS, ARG
 from .calls import Arg
 from .codegen import current
 from .memory import AddressView, Ref, pointer_ref
+from .subprogram import Subprogram
 from .types import KernelPtr, PointerType, as_type, c_int_type, s64, u64, void
 from .values import Const, Local, as_value, build_error, implicit
 
@@ -130,7 +131,6 @@ def _marshal(proto: HelperProto, spec: Any, value: Any, previous: Any) -> Arg:
             raise build_error("%s must be a map declaration, not %r" % (where, value))
         return Arg("map", value=value)
     if kind == ARG_CALLBACK:
-        from .program import Subprogram
         if not isinstance(value, Subprogram):
             raise build_error("%s must be a @subprogram" % where)
         current().code.use_subprogram(value)

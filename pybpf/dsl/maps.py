@@ -2,10 +2,13 @@
 
 ``counts = HashMap(key=u32, value=u64, max_entries=10240)`` at module level
 declares a map. Inside a program, ``counts.lookup(pid)`` emits the helper
-call and returns a pointer to a ``u64`` that must be checked for NULL;
-after loading (see :mod:`pybpf.dsl.program`), ``counts[pid]`` and
-``counts.items()`` read the live map through :class:`pybpf.kernel.maps.Map`,
-decoding keys and values with the same types' ``construct`` parsers.
+call and returns a pointer to a ``u64`` that must be checked for NULL.
+A declaration holds no kernel object: it becomes a
+:class:`~pybpf.kernel.map_spec.MapSpec` in the program's
+:class:`~pybpf.spec.CollectionSpec` (:meth:`MapDecl.spec`), and once that is
+loaded ``coll.maps.counts[pid]`` and ``coll.maps.counts.items()`` read the
+live map, decoding keys and values with the same types' ``construct``
+parsers.
 
 A map's name is the module variable it is assigned to (``counts``), or
 ``name=`` when given; programs refer to maps by that name until the loader
@@ -67,7 +70,6 @@ class MapDecl(Named):
         self.value_type: Optional[DSLType] = as_type(value) if value is not None else None
         self.max_entries = max_entries
         self.flags = flags
-        self.live: Any = None   # the kernel Map while loaded
 
     def __repr__(self) -> str:
         kind = type(self).__name__
@@ -116,41 +118,6 @@ class MapDecl(Named):
             raise build_error("map %s: pass the %s as memory (a stack %s), not a value"
                               % (self.name, role, declared.name if declared else "object"))
         return implicit(as_value(item), declared)
-
-    # --- from Python, once loaded -------------------------------------------------------------
-
-    def _map(self) -> Any:
-        if self.live is None:
-            raise RuntimeError("map %s is not loaded: load a program or collection using it "
-                               "first" % self.name)
-        return self.live
-
-    def __getitem__(self, key: Any) -> Any:
-        return self._map()[key]
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self._map()[key] = value
-
-    def __delitem__(self, key: Any) -> None:
-        del self._map()[key]
-
-    def __contains__(self, key: Any) -> bool:
-        return key in self._map()
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        return self._map().get(key, default)
-
-    def items(self) -> Iterator:
-        return self._map().items()
-
-    def keys(self) -> Iterator:
-        return self._map().keys()
-
-    def values(self) -> Iterator:
-        return self._map().values()
-
-    def clear(self) -> None:
-        self._map().clear()
 
 
 class HashMap(MapDecl):

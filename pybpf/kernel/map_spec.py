@@ -106,9 +106,10 @@ MAP_TYPE_SINCE: Dict[int, str] = {t: kind.since for t, kind in KINDS.items()}
 
 # --- creating -------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass
 class MapSpec:
-    """What to create. ``map_type`` is a ``BPF_MAP_TYPE_*`` value or name
+    """What to create (and, in a :class:`pybpf.spec.CollectionSpec`, what
+    may be changed before loading: ``spec.maps["events"].max_entries = n``). ``map_type`` is a ``BPF_MAP_TYPE_*`` value or name
     (``"hash"``). Sizes the type fixes may be left out (arrays: key_size 4;
     perf event / prog arrays: 4 and 4, max_entries = possible CPUs for perf
     event arrays; queue/stack: key_size 0; ring buffers: 0 and 0). A

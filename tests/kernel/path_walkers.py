@@ -10,7 +10,8 @@ those it finds into ``matched``.
 
 import struct
 
-from pybpf.dsl import ArrayMap, Collection, HashMap, Struct, char, raw_tracepoint, u32, u64
+from pybpf.dsl import ArrayMap, HashMap, Struct, char, collection_spec, raw_tracepoint, u32, u64
+from pybpf.loader import Collection
 from pybpf.programs.lib_paths import PATH_MAX, DevIno, PathInfo, emit_path, file_of_fd
 
 SHORT_STEPS = 8
@@ -108,7 +109,8 @@ class Walker:
     """The walkers, loaded: ``walk(fd)`` runs one in this task."""
 
     def __init__(self):
-        self.collection = Collection(PROGRAMS).load()
+        self.collection = Collection(collection_spec(PROGRAMS))
+        self.maps = self.collection.maps
 
     def run(self, fd, program=walk_fd):
         """``program``'s return value, after running it on ``fd``."""
@@ -119,7 +121,7 @@ class Walker:
         """``(info, path, matched)`` of ``fd`` (``path`` up to its NUL)."""
         retval = self.run(fd, program)
         assert retval == 0, "%s returned %d" % (program.name, retval)
-        result = (small if program is walk_fd_small else walked)[0]
+        result = self.maps[(small if program is walk_fd_small else walked).name][0]
         return result.info, result.path.split(b"\0")[0], result.matched
 
     def close(self):

@@ -9,7 +9,8 @@ import threading
 
 import pytest
 
-from pybpf.dsl import ArrayMap, Collection, Config, Struct, char, s32, tracepoint, u32
+from pybpf.dsl import ArrayMap, Config, Struct, char, collection_spec, s32, tracepoint, u32
+from pybpf.loader import Collection
 from pybpf.dsl.kernel_types import kernel_has_helper
 from pybpf.kernel.btf import vmlinux
 from pybpf.programs import lib_paths
@@ -49,9 +50,9 @@ def whoami(p, ctx):
 
 def test_current_task_reads_pid_tgid_parent_and_comm():
     assert threading.get_native_id() == os.getpid(), "run from the main thread"
-    with Collection([whoami]).load(config={"pid": os.getpid()}).attach():
+    with Collection(collection_spec([whoami]), config={"pid": os.getpid()}).attach() as loaded:
         os.getppid()
-        seen = identity[0]
+        seen = loaded.maps.identity[0]
     with open("/proc/self/comm", "rb") as f:
         comm = f.read().rstrip(b"\n")
     assert (seen.pid, seen.tgid, seen.ppid) == (os.getpid(), os.getpid(), os.getppid())
@@ -258,12 +259,12 @@ def test_the_walk_tests_each_directory_against_a_map(walker, opened, tmp_path):
             str(tmp_path / "sub" / "subsub" / "file"): 8}
     for directory, bit in bits.items():
         st = os.stat(directory)
-        path_walkers.watched[dict(dev=kernel_dev(st.st_dev), ino=st.st_ino)] = bit
+        walker.maps.watched[dict(dev=kernel_dev(st.st_dev), ino=st.st_ino)] = bit
     try:
         assert walker.walk(fd)[2] == 1 | 8          # its directory's parent, and itself
         assert walker.walk(shm_fd)[2] == 4          # a mount's root, not what it covers
     finally:
-        path_walkers.watched.clear()
+        walker.maps.watched.clear()
 
 
 def test_paths_are_relative_to_a_chroot(walker, tmp_path):
@@ -312,8 +313,8 @@ def fsynced(p, ctx):
 
 def test_the_walk_in_an_attached_tracepoint_program(opened, tmp_path):
     fd = opened(str(tmp_path / "synced"), os.O_CREAT | os.O_RDWR)
-    with Collection([fsynced]).load(config={"pid": os.getpid()}).attach():
+    with Collection(collection_spec([fsynced]), config={"pid": os.getpid()}).attach() as loaded:
         os.fsync(fd)
-        seen = written[0]
+        seen = loaded.maps.written[0]
     assert seen.path.split(b"\0")[0] == os.fsencode(tmp_path / "synced")
     assert seen.info.ino == os.fstat(fd).st_ino

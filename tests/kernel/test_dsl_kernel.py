@@ -7,10 +7,11 @@ import struct
 import pytest
 from older_kernels import without_bpf_loop
 
-from pybpf.dsl import (ArrayMap, Collection, Ptr, Struct, raw_tracepoint, s32, s64, subprogram,
-                       u8, u32, u64)
+from pybpf.dsl import (ArrayMap, Ptr, Struct, collection_spec, raw_tracepoint, s32, s64,
+                       subprogram, u8, u32, u64)
 from pybpf.dsl.kernel_types import kernel_has_helper
 from pybpf.errors import ProgramBuildError, VerifierError
+from pybpf.loader import Collection
 
 results = ArrayMap(value=s64[8], max_entries=1)
 
@@ -24,9 +25,9 @@ tables = ArrayMap(value=Table, max_entries=1)
 
 def run(program, *args):
     """Load ``program`` alone, run it once on ``args``, return ``results[0]``."""
-    with Collection([program]).load() as loaded:
+    with Collection(collection_spec([program])) as loaded:
         loaded.programs[program.name].test_run(ctx=struct.pack("<%dQ" % len(args), *args))
-        return results[0]
+        return loaded.maps.results[0]
 
 
 def as_u64(value):
@@ -40,7 +41,7 @@ def test_a_verifier_rejection_names_the_dsl_line():
         with p.if_(table):
             table.data[ctx.args[0]] = 1  # the verifier cannot bound this index
     with pytest.raises(VerifierError) as caught:
-        Collection([broken]).load()
+        Collection(collection_spec([broken]))
     lines = [linecache.getline(loc.filename, loc.line) for loc in caught.value.source_lines]
     assert any("cannot bound this index" in line for line in lines), caught.value
     assert __file__ in str(caught.value)
@@ -72,7 +73,7 @@ def test_signed_arithmetic_with_cpu_v4(a, b, probe_says):
     answer = probe_says("cpu_v4").answer("cpu_v4")
     if answer.state == "absent":     # Linux < 6.6: not loaded, naming the feature
         with pytest.raises(UnsupportedFeature, match="cpu_v4.*6.6"):
-            arithmetic.load()
+            Collection(collection_spec([arithmetic]))
         return
     if answer.state == "refused":
         with pytest.raises(FeatureRefused, match="refuses cpu_v4"):

@@ -13,7 +13,8 @@ from packets import totals
 
 import pybpf.programs.tc_drop_port as tc_drop_port
 import pybpf.programs.xdp_count as xdp_count
-from pybpf.dsl import Collection
+from pybpf.dsl import collection_spec
+from pybpf.loader import Collection
 from pybpf.errors import BPFError, NotFoundError, ProgramTypeError, UnsupportedFeature
 from pybpf.kernel import netattach
 from pybpf.kernel.link import VIA_BPF_LINK
@@ -45,7 +46,7 @@ def method(use_link):
 @LINK_OR_NETLINK
 @pytest.mark.parametrize("mode", ["generic", "driver", None])
 def test_xdp_count_counts_what_was_sent(pair, mode, use_link, no_leaks):
-    with Collection.from_module(xdp_count).load() as loaded, \
+    with Collection(collection_spec(xdp_count)) as loaded, \
             contextlib.closing(pair.udp_socket(pair.b, DROPPED_PORT)) as receiver:
         with inside(pair.b):
             attached = netattach.attach_xdp(loaded.programs["xdp_count"], "vb", mode=mode,
@@ -55,26 +56,26 @@ def test_xdp_count_counts_what_was_sent(pair, mode, use_link, no_leaks):
             pair.ping(PINGS)
             pair.send_udp(DROPPED_PORT, SENT, PAYLOAD)
             assert receive(receiver, SENT) == SENT      # XDP_PASS: all arrive
-            counted = totals(xdp_count.stats)
+            counted = totals(loaded.maps.stats)
             assert counted[xdp_count.UDP] == (SENT, SENT * UDP_FRAME)
             assert counted[xdp_count.ICMP] == (PINGS, PINGS * PING_FRAME)
             assert counted[xdp_count.TCP] == counted[xdp_count.IPV6] == (0, 0)
         assert attached.closed
         pair.send_udp(DROPPED_PORT, SENT, PAYLOAD)       # detached: traffic flows, uncounted
         assert receive(receiver, SENT) == SENT
-        assert totals(xdp_count.stats)[xdp_count.UDP] == counted[xdp_count.UDP]
+        assert totals(loaded.maps.stats)[xdp_count.UDP] == counted[xdp_count.UDP]
 
 
 def test_collection_attaches_xdp_until_closed(pair, no_leaks):
     with contextlib.closing(pair.udp_socket(pair.b, DROPPED_PORT)) as receiver:
         with inside(pair.b):
-            loaded = Collection.from_module(xdp_count).load().attach_xdp("vb", mode="generic")
+            loaded = Collection(collection_spec(xdp_count)).attach_xdp("vb", mode="generic")
         with loaded:
             (attached,) = loaded.links
             assert attached.target == "xdp on vb (generic mode)"
             pair.send_udp(DROPPED_PORT, SENT, PAYLOAD)
             assert receive(receiver, SENT) == SENT
-            assert totals(xdp_count.stats)[xdp_count.UDP][0] == SENT
+            assert totals(loaded.maps.stats)[xdp_count.UDP][0] == SENT
         assert attached.closed
 
 
@@ -85,7 +86,7 @@ def test_collection_attaches_xdp_until_closed(pair, no_leaks):
 def test_tc_drop_port_drops_exactly_that_port(pair, direction, use_link, no_leaks):
     # ingress of the receiving end, or egress of the sending end
     namespace, interface = (pair.b, "vb") if direction == "ingress" else (pair.a, "va")
-    with Collection.from_module(tc_drop_port).load(config={"port": DROPPED_PORT}) as loaded, \
+    with Collection(collection_spec(tc_drop_port), config={"port": DROPPED_PORT}) as loaded, \
             contextlib.closing(pair.udp_socket(pair.b, DROPPED_PORT)) as dropped, \
             contextlib.closing(pair.udp_socket(pair.b, OTHER_PORT)) as passed:
         with inside(namespace):
@@ -98,11 +99,11 @@ def test_tc_drop_port_drops_exactly_that_port(pair, direction, use_link, no_leak
             pair.send_udp(OTHER_PORT, SENT, PAYLOAD)
             assert receive(passed, SENT) == SENT
             assert receive(dropped, 0) == 0
-            assert sum(tc_drop_port.drops[0]) == SENT
+            assert sum(loaded.maps.drops[0]) == SENT
             pair.ping(PINGS)                              # ICMP goes on
         pair.send_udp(DROPPED_PORT, SENT, PAYLOAD)        # detached: the port works again
         assert receive(dropped, SENT) == SENT
-        assert sum(tc_drop_port.drops[0]) == SENT
+        assert sum(loaded.maps.drops[0]) == SENT
     # a clsact qdisc we added goes with our filter
     assert "clsact" not in pair.run_in(namespace, "tc", "qdisc", "show", "dev", interface)
 
@@ -110,7 +111,7 @@ def test_tc_drop_port_drops_exactly_that_port(pair, direction, use_link, no_leak
 def test_clsact_made_by_someone_else_stays(pair, no_leaks):
     pair.run_in(pair.b, "tc", "qdisc", "add", "dev", "vb", "clsact")
     try:
-        with Collection.from_module(tc_drop_port).load(config={"port": DROPPED_PORT}) as loaded:
+        with Collection(collection_spec(tc_drop_port), config={"port": DROPPED_PORT}) as loaded:
             with inside(pair.b):
                 with netattach.attach_tc(loaded.programs["tc_drop_port"], "vb", use_link=False):
                     assert "tc_drop_port" in pair.run_in(pair.b, "tc", "filter", "show", "dev",
@@ -125,8 +126,8 @@ def test_clsact_made_by_someone_else_stays(pair, no_leaks):
 
 @pytest.fixture(scope="module")
 def programs():
-    with Collection.from_module(xdp_count).load() as xdp, \
-            Collection.from_module(tc_drop_port).load() as tc:
+    with Collection(collection_spec(xdp_count)) as xdp, \
+            Collection(collection_spec(tc_drop_port)) as tc:
         yield xdp.programs["xdp_count"], tc.programs["tc_drop_port"]
 
 

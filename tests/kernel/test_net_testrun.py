@@ -7,9 +7,11 @@ from packets import arp, icmp4, ipv4, ipv6, tcp4, udp, udp4, totals
 
 import pybpf.programs.tc_drop_port as tc_drop_port
 import pybpf.programs.xdp_count as xdp_count
-from pybpf.dsl import Collection
+from pybpf.dsl import collection_spec, xdp
 from pybpf.dsl.packet import SkBuff, XdpMd
+from pybpf.errors import ProgramTypeError
 from pybpf.kernel.btf import vmlinux
+from pybpf.loader import Collection
 from pybpf.net import IP_MF, IPPROTO_TCP, IPPROTO_UDP, TC_ACT_OK, TC_ACT_SHOT, XDP_PASS
 
 PORT = 5353
@@ -35,23 +37,23 @@ def test_xdp_count_classifies_and_counts_bytes(no_leaks):
         xdp_count.IPV6: [ipv6(IPPROTO_UDP, udp(53)), ipv6(IPPROTO_TCP, bytes(20))],
         xdp_count.OTHER: [arp(), udp4(53)[:14 + 19]],                # ARP; IPv4 cut short
     }
-    with Collection.from_module(xdp_count).load() as loaded:
+    with Collection(collection_spec(xdp_count)) as loaded:
         program = loaded.programs["xdp_count"]
         for kind_frames in frames.values():
             for frame in kind_frames:
                 result = program.test_run(frame)
                 assert result.retval == XDP_PASS
                 assert result.data_out == frame
-        assert totals(xdp_count.stats) == {
+        assert totals(loaded.maps.stats) == {
             kind: (len(kind_frames), sum(len(f) for f in kind_frames))
             for kind, kind_frames in frames.items()}
 
 
 def test_xdp_count_counts_every_run(no_leaks):
     frame = udp4(53)
-    with Collection.from_module(xdp_count).load() as loaded:
+    with Collection(collection_spec(xdp_count)) as loaded:
         loaded.programs["xdp_count"].test_run(frame, repeat=100)
-        assert totals(xdp_count.stats)[xdp_count.UDP] == (100, 100 * len(frame))
+        assert totals(loaded.maps.stats)[xdp_count.UDP] == (100, 100 * len(frame))
 
 
 # --- tc_drop_port -----------------------------------------------------------------------------
@@ -74,17 +76,27 @@ VERDICTS = [
 
 
 def test_tc_drop_port_drops_exactly_udp_to_the_port(no_leaks):
-    with Collection.from_module(tc_drop_port).load(config={"port": PORT}) as loaded:
+    with Collection(collection_spec(tc_drop_port), config={"port": PORT}) as loaded:
         program = loaded.programs["tc_drop_port"]
         verdicts = {name: program.test_run(packet).retval for name, packet, _ in VERDICTS}
         assert verdicts == {name: verdict for name, _, verdict in VERDICTS}
         dropped = sum(1 for _, _, verdict in VERDICTS if verdict == TC_ACT_SHOT)
-        assert sum(tc_drop_port.drops[0]) == dropped
+        assert sum(loaded.maps.drops[0]) == dropped
 
 
 def test_tc_drop_port_follows_its_config(no_leaks):
-    with Collection.from_module(tc_drop_port).load(config={"port": 53}) as loaded:
+    with Collection(collection_spec(tc_drop_port), config={"port": 53}) as loaded:
         program = loaded.programs["tc_drop_port"]
         assert program.test_run(udp4(53)).retval == TC_ACT_SHOT
         assert program.test_run(udp4(PORT)).retval == TC_ACT_OK
-        assert tc_drop_port.settings.map.live[0].port == 53
+        assert loaded.maps.settings[0].port == 53
+
+
+def test_attach_refuses_network_programs_by_name(no_leaks):
+    @xdp
+    def watch(p, ctx):
+        p.return_(XDP_PASS)
+    with Collection(collection_spec([watch])) as collection:
+        with pytest.raises(ProgramTypeError, match=r"watch attaches to a network interface, "
+                                                   r"not a tracepoint: use attach_xdp\(interface\)"):
+            collection.attach("watch")

@@ -12,7 +12,8 @@ from kernel_objects import assert_no_new_fds, assert_no_new_objects, open_fds, s
 import pybpf.programs.count_syscalls as count_syscalls
 import pybpf.programs.feature_tour as tour
 import pybpf.programs.opensnoop as opensnoop
-from pybpf.dsl import Collection
+from pybpf.dsl import collection_spec
+from pybpf.loader import Collection
 from pybpf.kernel.records import to_builtin
 
 MODULES = [count_syscalls, opensnoop, tour]
@@ -27,8 +28,8 @@ def comm() -> bytes:
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
 def test_every_program_loads_and_leaves_nothing_behind(module):
     before, fds = snapshot(), open_fds()
-    with Collection.from_module(module).load() as loaded:
-        assert set(loaded.programs) == {p.name for p in Collection.from_module(module).specs}
+    with Collection(collection_spec(module)) as loaded:
+        assert set(loaded.programs) == set(collection_spec(module).programs)
     assert_no_new_objects(before)
     assert_no_new_fds(fds)
 
@@ -38,11 +39,11 @@ def test_every_program_loads_and_leaves_nothing_behind(module):
 def test_count_syscalls_counts_at_least_our_syscalls():
     calls = 300
     pid = os.getpid()
-    with Collection.from_module(count_syscalls).load().attach():
-        first = count_syscalls.counts.get(pid, 0)
+    with Collection(collection_spec(count_syscalls)).attach() as loaded:
+        first = loaded.maps.counts.get(pid, 0)
         for _ in range(calls):
             os.getppid()
-        last = count_syscalls.counts[pid]
+        last = loaded.maps.counts[pid]
     assert last - first >= calls
 
 
@@ -50,7 +51,7 @@ def test_count_syscalls_counts_at_least_our_syscalls():
 
 @pytest.fixture(scope="module")
 def snoop():
-    with Collection.from_module(opensnoop).load().attach() as loaded:
+    with Collection(collection_spec(opensnoop)).attach() as loaded:
         with loaded.reader(opensnoop.events, opensnoop.Event) as reader:
             yield reader
 
@@ -184,7 +185,7 @@ def expected_report(x, arg, me, scale, prefix):
 def tour_loaded():
     me = comm()
     settings = {"prefix": me[:3], "scale": 5, "target_pid": os.getpid()}
-    with Collection.from_module(tour).load(config=settings) as loaded:
+    with Collection(collection_spec(tour), config=settings) as loaded:
         with loaded.reader(tour.reports, tour.Report) as reader:
             yield loaded, reader, settings
 
@@ -207,17 +208,17 @@ def test_tour_reports_what_python_predicts(tour_loaded, x):
 
 def test_tour_counts_calls_and_returns_early(tour_loaded):
     loaded, reader, _settings = tour_loaded
-    before = tour.calls.get(os.getpid(), 0)
+    before = loaded.maps.calls.get(os.getpid(), 0)
     assert run_tour(loaded, b"", 5, command=tour.STOP) == tour.STOPPED
     assert reader.read(timeout=0.1) == []
-    assert tour.calls.get(os.getpid(), 0) == before   # returned before counting
+    assert loaded.maps.calls.get(os.getpid(), 0) == before   # returned before counting
     run_tour(loaded, b"x", 5)
     reader.read(timeout=1.0)
-    assert tour.calls[os.getpid()] == before + 1
+    assert loaded.maps.calls[os.getpid()] == before + 1
 
 
 def test_tour_prefix_setting_decides_matched():
-    with Collection.from_module(tour).load(config={"prefix": b"no-such-comm"}) as loaded:
+    with Collection(collection_spec(tour), config={"prefix": b"no-such-comm"}) as loaded:
         with loaded.reader(tour.reports, tour.Report) as reader:
             run_tour(loaded, b"x", 1)
             (report,) = reader.read(timeout=1.0)
@@ -225,7 +226,7 @@ def test_tour_prefix_setting_decides_matched():
 
 
 def test_tour_tracepoint_reads_a_field_by_name():
-    with Collection.from_module(tour).load(config={"target_pid": os.getpid()}) as loaded:
+    with Collection(collection_spec(tour), config={"target_pid": os.getpid()}) as loaded:
         loaded.attach("tour_getppid")
         parent = os.getppid()
-        assert tour.ppids[0] == parent
+        assert loaded.maps.ppids[0] == parent

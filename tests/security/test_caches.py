@@ -26,11 +26,11 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def sniffwrites_programs():
-    from pybpf.dsl import Program
+    from pybpf.dsl import ProgramDecl
     from pybpf.programs import lib_sniffwrites_walk
     from sniffwrites.monitor import programs_module
     sw = programs_module()
-    programs = [v for v in vars(sw).values() if isinstance(v, Program)]
+    programs = [v for v in vars(sw).values() if isinstance(v, ProgramDecl)]
     built = {p.name: p.build() for p in programs}
     return programs, [sw, lib_sniffwrites_walk], built
 

@@ -14,16 +14,16 @@ import pytest
 import golden
 import golden_programs
 from pybpf import disasm
-from pybpf.dsl import Program
+from pybpf.dsl import ProgramDecl
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 GOLDEN = os.path.join(HERE, "golden")
 
-PROGRAMS = [value for value in vars(golden_programs).values() if isinstance(value, Program)]
+PROGRAMS = [value for value in vars(golden_programs).values() if isinstance(value, ProgramDecl)]
 
 
-def listing(program: Program) -> str:
+def listing(program: ProgramDecl) -> str:
     code = program.build()
     text = disasm.disassemble(code, style="annotated", source=True, legend=False)
     return "%s: %d instructions, %d slots\n%s\n" % (program.name, len(code), code.slot_count,

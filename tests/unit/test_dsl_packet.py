@@ -5,9 +5,8 @@ verifier would reject found at build time, naming the line."""
 import pytest
 
 from pybpf import isa
-from pybpf.dsl import (Collection, Config, HashMap, ProgramBuildError, be16, be32, tc, u16, u32,
+from pybpf.dsl import (Config, HashMap, ProgramBuildError, be16, be32, tc, u16, u32,
                        u64, xdp)
-from pybpf.errors import ProgramTypeError
 from pybpf.net import (ETH_P_IP, IP_OFFSET, IPPROTO_TCP, IPPROTO_UDP, TC_ACT_OK, XDP_DROP,
                        XDP_PASS, EthHdr, IPv4Hdr, TCPHdr, UDPHdr)
 
@@ -277,16 +276,6 @@ def test_host_order_values_do_not_become_network_order_silently():
 
 
 # --- attaching ---------------------------------------------------------------------------------
-
-def test_attach_refuses_network_programs_by_name():
-    @xdp
-    def watch(p, ctx):
-        p.return_(XDP_PASS)
-    collection = Collection([watch])
-    with pytest.raises(ProgramTypeError, match=r"watch attaches to a network interface, not a "
-                                               r"tracepoint: use attach_xdp\(interface\)"):
-        collection.attach("watch")
-
 
 def test_tcp_flags_and_ports_read_from_a_tcp_header():
     def body(p, ctx):
