@@ -77,11 +77,11 @@ def test_signed_arithmetic_with_cpu_v4(a, b, probe_says):
         return
     if answer.state == "refused":
         with pytest.raises(FeatureRefused, match="refuses cpu_v4"):
-            arithmetic.load()
+            Collection(collection_spec([arithmetic]))
         return
     if not probe_says.host("cpu_v4").available:   # told yes, but the verifier knows better
         with pytest.raises(VerifierError, match="reserved fields"):
-            arithmetic.load()
+            Collection(collection_spec([arithmetic]))
         return
     got = run(arithmetic, as_u64(a), as_u64(b))
     a32, b32 = (a + (1 << 31)) % (1 << 32) - (1 << 31), b
