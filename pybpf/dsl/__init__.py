@@ -42,8 +42,9 @@ from .byteorder import be16, be32
 from .program import ProgramDecl, raw_tracepoint, tc, tracepoint, xdp
 from .specs import collection_spec
 from .subprogram import Subprogram, subprogram
-from .types import (KernelPtr, Ptr, Struct, UserPtr, alignof, char, offsetof, s8, s16, s32, s64,
-                    sizeof, u8, u16, u32, u64)
+from .kernel_types import KernelPtr
+from .types import (Ptr, Struct, UserPtr, alignof, char, offsetof, s8, s16, s32, s64, sizeof, u8,
+                    u16, u32, u64)
 from .values import Cond, Value, Var
 
 __all__ = [

@@ -28,7 +28,8 @@ from .calls import Arg
 from .codegen import current
 from .memory import AddressView, Ref, pointer_ref
 from .subprogram import Subprogram
-from .types import KernelPtr, PointerType, as_type, c_int_type, s64, u64, void
+from .kernel_types import KernelPtr
+from .types import PointerType, as_type, c_int_type, s64, u64, void
 from .values import Const, Local, as_value, build_error, implicit
 
 _MISSING = object()

@@ -32,7 +32,7 @@ from .codegen import current
 from .kernel_types import FlexibleArray, KernelMember, KernelStruct, kernel_struct
 from .locations import FrameBase
 from .memory import Ref
-from .types import ArrayType, PointerType, s64, u8, u16, u32, u64, void
+from .types import VALUES, ArrayType, PointerType, s64, u8, u16, u32, u64, void
 from .values import Cond, Const, Local, Value, Var, as_value, binary, build_error, compare, \
     convert
 
@@ -349,3 +349,6 @@ def container_of(ref: Any, struct: str, member: str) -> KernelRef:
                           % (outer.name, member, m.type.name, ref._type.name))
     address = binary("-", convert(ref._pointer_value(), u64), m.offset)
     return KernelRef(convert(address, PointerType(outer, "kernel")), 0, outer)
+
+
+VALUES.kernel_view = lambda value, target: KernelRef(value, 0, target)

@@ -216,3 +216,20 @@ def kernel_struct(name: str) -> KernelStruct:
     if not name.isidentifier():
         raise ValueError("%r is not the name of a kernel struct" % name)
     return KernelStruct(name)
+
+
+class _KernelPtr(PointerType):
+    """``KernelPtr``: an untyped kernel address, and the maker of typed ones."""
+
+    def __call__(self, value: Any) -> Any:
+        """``KernelPtr("file")`` is the type ``struct file *`` (its layout
+        comes from the kernel's BTF, :func:`kernel_struct`);
+        ``KernelPtr("file")(ctx.args[0])`` a value of it, and
+        ``KernelPtr(x)`` an untyped kernel address."""
+        if isinstance(value, str):
+            return PointerType(kernel_struct(value), "kernel")
+        return super().__call__(value)
+
+
+#: An untyped kernel address; ``KernelPtr("task_struct")`` a typed one.
+KernelPtr = _KernelPtr(void, "kernel")

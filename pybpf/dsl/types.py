@@ -21,9 +21,33 @@ gives the integer types their operators.
 """
 
 import sys
-from typing import Any, Dict, NamedTuple, Optional
+from typing import Any, Callable, Dict, NamedTuple, Optional
 
 import construct
+
+
+class ValueHooks:
+    """What the types need of the layers above them, filled in by those layers.
+
+    Calling a type on a program value (``u32(x)``, ``UserPtr(addr)``)
+    converts the value, and a kernel pointer is read as a view of the
+    memory it points at: both make code, which is the job of
+    :mod:`.values` (``convert``) and :mod:`.kernel_memory` (``kernel_view``),
+    modules built on this one. They set these attributes when imported (the
+    package imports them before any program is built), so that this module
+    describes layouts and imports nothing of the DSL.
+    """
+
+    def __init__(self) -> None:
+        self.convert: Callable[[Any, "DSLType"], Any] = _not_ready
+        self.kernel_view: Callable[[Any, "DSLType"], Any] = _not_ready
+
+
+def _not_ready(*args: Any) -> Any:
+    raise RuntimeError("pybpf.dsl.types used without pybpf.dsl: import the package")
+
+
+VALUES = ValueHooks()
 
 
 class DSLType:
@@ -99,8 +123,7 @@ class IntType(DSLType):
         return _FORMAT_FIELDS[self.size][self.signed]
 
     def __call__(self, value: Any) -> Any:
-        from .values import convert  # operators live with the values
-        return convert(value, self)
+        return VALUES.convert(value, self)
 
 
 _FORMAT_FIELDS = {
@@ -204,8 +227,7 @@ class PointerType(DSLType):
 
     def __call__(self, value: Any) -> Any:
         """``UserPtr(ctx.args[0])``: a 64-bit value seen as this pointer."""
-        from .values import convert
-        return self.view(convert(value, self))
+        return self.view(VALUES.convert(value, self))
 
     def view(self, value: Any) -> Any:
         """What a program holds for ``value`` of this type: the value, but a
@@ -213,8 +235,7 @@ class PointerType(DSLType):
         read kernel memory (:mod:`pybpf.dsl.kernel_memory`)."""
         if self.space != "kernel":
             return value
-        from .kernel_memory import KernelRef
-        return KernelRef(value, 0, self.target)
+        return VALUES.kernel_view(value, self.target)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PointerType) and other.target == self.target \
@@ -356,24 +377,6 @@ def as_type(declared: Any) -> DSLType:
 
 #: What a syscall tracepoint's ``const char *`` is: a user-space address.
 UserPtr = PointerType(char, "user")
-
-
-class _KernelPtr(PointerType):
-    """``KernelPtr``: an untyped kernel address, and the maker of typed ones."""
-
-    def __call__(self, value: Any) -> Any:
-        """``KernelPtr("file")`` is the type ``struct file *`` (its layout
-        comes from the kernel's BTF, :mod:`pybpf.dsl.kernel_types`);
-        ``KernelPtr("file")(ctx.args[0])`` a value of it, and
-        ``KernelPtr(x)`` an untyped kernel address."""
-        if isinstance(value, str):
-            from .kernel_types import kernel_struct
-            return PointerType(kernel_struct(value), "kernel")
-        return super().__call__(value)
-
-
-#: An untyped kernel address; ``KernelPtr("task_struct")`` a typed one.
-KernelPtr = _KernelPtr(void, "kernel")
 
 
 def sizeof(declared: Any) -> int:

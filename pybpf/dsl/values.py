@@ -36,7 +36,7 @@ from typing import Any, FrozenSet, Optional
 from ..asm import caller_location
 from ..errors import ProgramBuildError
 from .byteorder import ORDER_FREE_OPS, NetworkIntType, order_mismatch, swap
-from .types import IntType, PointerType, s64, u32, u64
+from .types import VALUES, IntType, PointerType, s64, u32, u64
 
 COMMUTATIVE = frozenset(("+", "*", "&", "|", "^"))
 # a OP b  <=>  b SWAPPED[OP] a
@@ -557,3 +557,4 @@ def _compare_ints(op: str, a: int, b: int) -> bool:
             ">": a > b, ">=": a >= b}[op]
 
 
+VALUES.convert = convert     # ``u32(x)``: types call back into this module
