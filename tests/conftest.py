@@ -50,15 +50,22 @@ def probe_says(request, monkeypatch):
     returns the (forced) ``Features``; ``probe_says.state`` is the answer
     forced (``"host"``: none), and ``probe_says.host(name)`` the host's own.
     """
-    from pybpf.kernel import features
+    from pybpf.consts import MAP_TYPES, PROG_TYPES
+    from pybpf.kernel import features, map_spec, prog
     host = features.probe()
 
     def force(*names):
         if request.param == "host":
             return host
-        forced = host.assuming({name: features.Answer(request.param, "forced by the test")
-                                for name in names})
+        answer = features.Answer(request.param, "forced by the test")
+        forced = host.assuming({name: answer for name in names})
         monkeypatch.setattr(features, "_features", forced)
+        for name in names:      # the tests kept with their users answer the same
+            if name.startswith("BPF_PROG_TYPE_"):
+                monkeypatch.setitem(prog.prog_type_answer.answers, PROG_TYPES.value(name), answer)
+            elif name.startswith("BPF_MAP_TYPE_"):
+                monkeypatch.setitem(map_spec.map_type_answer.answers, MAP_TYPES.value(name),
+                                    answer)
         return forced
 
     force.state = request.param

@@ -14,8 +14,11 @@ in too many ways for a version to say which of these work (a distribution's
 project's test VM does).
 
 Everything made to ask is closed at once: probing leaves no object behind.
-:func:`probe` runs all eager probes once per process (a few milliseconds) and
-caches the answer; :meth:`Features.has_helper` probes other helpers lazily,
+The tests that other modules ask when the kernel refuses them live with
+those modules, lazily run and cached (:mod:`.feature_test`): a map type in
+:mod:`.map_spec`, a program type in :mod:`.prog`; this module builds on
+them. :func:`probe` runs all eager probes once per process (a few
+milliseconds) and caches the answer; :meth:`Features.has_helper` probes other helpers lazily,
 one cached load each. This module is not for policy: callers decide what to
 do without a feature, typically ``features.require("ringbuf")`` or falling
 back to the perf buffer.
@@ -32,7 +35,6 @@ Answer(state='refused', detail='EPERM')
 
 import ctypes
 import errno as _errno
-import mmap
 import socket
 import threading
 import time
@@ -41,23 +43,23 @@ from typing import Callable, Dict, FrozenSet, List, Optional, Tuple, Union
 
 from .. import isa
 from ..asm import helper_id
-from ..errors import (ENOTSUPP, FeatureRefused, UnsupportedFeature, errno_name,
-                      last_log_message)
+from ..errors import FeatureRefused, UnsupportedFeature
 from .. import consts
-from ..consts import (ATTACH_TYPES, LINK_TYPES, MAP_TYPES, PROG_TYPES, BPF_CGROUP_GETSOCKOPT,
-                      BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_INET_INGRESS, BPF_F_MMAPABLE,
-                      BPF_F_NO_PREALLOC, BPF_F_SLEEPABLE, BPF_LIRC_MODE2, BPF_LSM_MAC,
-                      BPF_NETFILTER, BPF_NETKIT_PRIMARY, BPF_PERF_EVENT, BPF_SK_LOOKUP,
-                      BPF_TCX_INGRESS, BPF_TRACE_FENTRY, BPF_XDP)
+from ..consts import (ATTACH_TYPES, LINK_TYPES, MAP_TYPES, PROG_TYPES, BPF_CGROUP_INET_INGRESS,
+                      BPF_NETKIT_PRIMARY, BPF_PERF_EVENT, BPF_SK_LOOKUP, BPF_TCX_INGRESS, BPF_XDP)
 from . import sys as _sys
 from .btf_writer import BTFBuilder
-from .map_spec import MAP_TYPE_SINCE
-from .prog import PROG_TYPE_SINCE, LoadRequest
+# The answers, re-exported: callers read them as features.ABSENT, features.Answer...
+from .feature_test import (ABSENT, PRESENT, REFUSED, STATES, YES, Answer, load_btf,  # noqa: F401
+                           minimal_btf)
+from .map_spec import MAP_TYPE_SINCE, PROBE_PARAMS, map_type_answer
+from .prog import (ENABLE_STATS_SINCE, PROG_TYPE_SINCE, probe_load,  # noqa: F401
+                   prog_type_answer)
 from .sys import FD
 
 # First mainline release with each feature, for UnsupportedFeature messages.
 SINCE: Dict[str, str] = {
-    "btf": "4.18", "btf_enum64": "6.0", "enable_stats": "5.8", "bounded_loops": "5.3",
+    "btf": "4.18", "btf_enum64": "6.0", "enable_stats": ENABLE_STATS_SINCE, "bounded_loops": "5.3",
     "ringbuf": "5.8",
     "bpf_loop": "5.17", "bpf_probe_read_kernel": "5.5", "atomic_fetch": "5.12", "cpu_v4": "6.6",
     "BPF_LINK_TYPE_CGROUP": "5.7", "BPF_LINK_TYPE_RAW_TRACEPOINT": "5.8",
@@ -70,179 +72,7 @@ SINCE.update((MAP_TYPES.name(value), since) for value, since in MAP_TYPE_SINCE.i
 _GROUPS = ("map_types", "prog_types", "link_types", "other")
 
 
-# What a probe can answer. A kernel that does not know a feature answers
-# EINVAL (or E2BIG, EOPNOTSUPP, a verifier complaint); one that knows it but
-# will not let this process use it answers EPERM or EACCES before verifying
-# anything: a missing capability, an LSM, lockdown, or a sysctl such as
-# kernel.unprivileged_bpf_disabled. The two need different fixes (a newer
-# kernel, or other privileges or policy), so they are different answers.
-PRESENT = "present"
-ABSENT = "absent"
-REFUSED = "refused"
-STATES = (PRESENT, ABSENT, REFUSED)
-
-
-@dataclass(frozen=True)
-class Answer:
-    """One probe's answer: ``state`` is one of :data:`STATES`; ``detail``
-    says why not (errno and the kernel's words), or what a yes means when it
-    needs saying."""
-
-    state: str
-    detail: str = ""
-
-    def __post_init__(self):
-        if self.state not in STATES:
-            raise ValueError("a probe answer is one of %s, not %r" % (", ".join(STATES),
-                                                                      self.state))
-
-    @property
-    def available(self) -> bool:
-        return self.state == PRESENT
-
-    @classmethod
-    def from_errno(cls, err: int, log: str = "", context: str = "") -> "Answer":
-        """The answer for a refusal: EPERM/EACCES without a verifier log is
-        policy (:data:`REFUSED`), anything else means the kernel lacks the
-        feature (:data:`ABSENT`). ``context`` prefixes the detail."""
-        state = REFUSED if err in _POLICY_ERRNOS and not log.strip() else ABSENT
-        detail = _refusal(err, log)
-        return cls(state, "%s: %s" % (context, detail) if context else detail)
-
-
-_POLICY_ERRNOS = (_errno.EPERM, _errno.EACCES)
-_YES = Answer(PRESENT)
-
-
-def _refusal(err: int, log: str = "") -> str:
-    """"EINVAL", "EACCES: <the verifier's last complaint>", or "EINVAL after
-    verification" when the verifier passed the program and the load still failed."""
-    reason = last_log_message(log) if log else ""
-    if reason:
-        return "%s: %s" % (errno_name(err), reason)
-    if log.strip():
-        return "%s after verification" % errno_name(err)
-    return errno_name(err)
-
-
-# --- programs -----------------------------------------------------------------------------
-
-_RETURN_0 = isa.encode([isa.mov(isa.R0, 0), isa.exit_()])
-
-# Load attributes without which a type refuses even the empty program.
-_PROG_ATTRS: Dict[int, Dict[str, int]] = {
-    consts.BPF_PROG_TYPE_CGROUP_SOCK_ADDR: {"expected_attach_type": BPF_CGROUP_INET4_CONNECT},
-    consts.BPF_PROG_TYPE_SK_LOOKUP: {"expected_attach_type": BPF_SK_LOOKUP},
-    consts.BPF_PROG_TYPE_LIRC_MODE2: {"expected_attach_type": BPF_LIRC_MODE2},
-    consts.BPF_PROG_TYPE_CGROUP_SOCKOPT: {"expected_attach_type": BPF_CGROUP_GETSOCKOPT},
-    consts.BPF_PROG_TYPE_NETFILTER: {"expected_attach_type": BPF_NETFILTER},
-    consts.BPF_PROG_TYPE_SYSCALL: {"prog_flags": BPF_F_SLEEPABLE},
-    # These need a BTF attach target; id 1 is never a valid one, so a kernel
-    # that knows the type answers with a verifier complaint (as libbpf probes).
-    consts.BPF_PROG_TYPE_TRACING: {"expected_attach_type": BPF_TRACE_FENTRY, "attach_btf_id": 1},
-    consts.BPF_PROG_TYPE_LSM: {"expected_attach_type": BPF_LSM_MAC, "attach_btf_id": 1},
-    consts.BPF_PROG_TYPE_EXT: {"attach_btf_id": 1},
-}
-_NEEDS_TARGET = {consts.BPF_PROG_TYPE_TRACING: "a kernel function (BTF id) to attach to",
-                 consts.BPF_PROG_TYPE_LSM: "an LSM hook (BTF id) to attach to",
-                 consts.BPF_PROG_TYPE_EXT: "a BPF function to replace",
-                 consts.BPF_PROG_TYPE_STRUCT_OPS: "a struct_ops map"}
-
-
-def _load(prog_type: int, bytecode: bytes = _RETURN_0) -> Tuple[int, str]:
-    """(fd or -errno, verifier log) for a probe program, with the attributes
-    its type needs. Probe programs are tiny: their logs fit in 4 KiB."""
-    attrs = _PROG_ATTRS.get(prog_type, {})
-    request = LoadRequest(bytecode, prog_type, "", "GPL", attrs.get("expected_attach_type", 0),
-                          attrs.get("prog_flags", 0), attrs.get("attach_btf_id", 0))
-    ret, log, _ = request.attempt(log_level=1, log_size=4096)
-    return ret, log
-
-
-def _probe_prog_type(prog_type: int) -> Answer:
-    ret, log = _load(prog_type)
-    if ret >= 0:
-        FD(ret).close()
-        return _YES
-    err = -ret
-    needs = _NEEDS_TARGET.get(prog_type)
-    # The verifier (or ENOTSUPP from the struct_ops lookup) spoke: the type is known.
-    if needs and (log.strip() or err == ENOTSUPP):
-        return Answer(PRESENT, "known; loading one needs %s" % needs)
-    answer = Answer.from_errno(err, log)
-    if needs:
-        return Answer(answer.state, "%s before verification; loading one needs %s"
-                      % (answer.detail, needs))
-    return answer
-
-
-# --- maps ---------------------------------------------------------------------------------
-
-# (key_size, value_size, max_entries, map_flags) that every kernel with the type accepts.
-_MAP_PARAMS: Dict[str, Tuple[int, int, int, int]] = {
-    "HASH": (4, 8, 1, 0), "ARRAY": (4, 8, 1, 0), "PROG_ARRAY": (4, 4, 1, 0),
-    "PERF_EVENT_ARRAY": (4, 4, 1, 0), "PERCPU_HASH": (4, 8, 1, 0), "PERCPU_ARRAY": (4, 8, 1, 0),
-    "STACK_TRACE": (4, 8, 1, 0), "CGROUP_ARRAY": (4, 4, 1, 0), "LRU_HASH": (4, 8, 1, 0),
-    "LRU_PERCPU_HASH": (4, 8, 1, 0), "LPM_TRIE": (8, 8, 1, BPF_F_NO_PREALLOC),
-    "ARRAY_OF_MAPS": (4, 4, 1, 0), "HASH_OF_MAPS": (4, 4, 1, 0), "DEVMAP": (4, 4, 1, 0),
-    "SOCKMAP": (4, 4, 1, 0), "CPUMAP": (4, 4, 1, 0), "XSKMAP": (4, 4, 1, 0),
-    "SOCKHASH": (4, 4, 1, 0), "CGROUP_STORAGE": (8, 8, 0, 0),
-    "REUSEPORT_SOCKARRAY": (4, 4, 1, 0), "PERCPU_CGROUP_STORAGE": (8, 8, 0, 0),
-    "QUEUE": (0, 4, 1, 0), "STACK": (0, 4, 1, 0), "SK_STORAGE": (4, 8, 0, BPF_F_NO_PREALLOC),
-    "DEVMAP_HASH": (4, 4, 1, 0), "STRUCT_OPS": (4, 4, 1, 0),
-    "RINGBUF": (0, 0, mmap.PAGESIZE, 0), "INODE_STORAGE": (4, 8, 0, BPF_F_NO_PREALLOC),
-    "TASK_STORAGE": (4, 8, 0, BPF_F_NO_PREALLOC), "BLOOM_FILTER": (0, 4, 1, 0),
-    "USER_RINGBUF": (0, 0, mmap.PAGESIZE, 0), "CGRP_STORAGE": (4, 8, 0, BPF_F_NO_PREALLOC),
-    "ARENA": (0, 0, 1, BPF_F_MMAPABLE),
-}
-# Local storage maps must describe key and value with BTF: types of minimal_btf().
-_NEEDS_BTF = {"SK_STORAGE", "INODE_STORAGE", "TASK_STORAGE", "CGRP_STORAGE"}
-_NEEDS_INNER_MAP = {"ARRAY_OF_MAPS", "HASH_OF_MAPS"}
-_BTF_INT, _BTF_LONG = 1, 2
-
-
-def _create_map(map_type: int, key_size: int, value_size: int, max_entries: int,
-                map_flags: int = 0, **extra: int) -> int:
-    attr = _sys.MapCreateAttr(map_type=map_type, key_size=key_size, value_size=value_size,
-                              max_entries=max_entries, map_flags=map_flags, **extra)
-    return _sys.bpf_errno(_sys.BPF_MAP_CREATE, attr)
-
-
-def _probe_map_type(short: str, btf_fd: Optional[FD], inner_fd: Optional[FD]) -> Answer:
-    key_size, value_size, max_entries, flags = _MAP_PARAMS[short]
-    extra: Dict[str, int] = {}
-    if short in _NEEDS_BTF:
-        if btf_fd is None:
-            return Answer(ABSENT, "not probed: needs BTF, which this kernel cannot load")
-        extra = dict(btf_fd=btf_fd.fileno(), btf_key_type_id=_BTF_INT,
-                     btf_value_type_id=_BTF_LONG)
-    elif short in _NEEDS_INNER_MAP:
-        if inner_fd is None:
-            return Answer(ABSENT, "not probed: no inner array map")
-        extra = dict(inner_map_fd=inner_fd.fileno())
-    elif short == "STRUCT_OPS":
-        # No struct_ops type has BTF id 1 in vmlinux: a kernel that has
-        # struct_ops maps looks it up and answers ENOTSUPP (as libbpf probes).
-        extra = dict(btf_vmlinux_value_type_id=1)
-    ret = _create_map(MAP_TYPES.value(short), key_size, value_size, max_entries, flags, **extra)
-    if ret >= 0:
-        FD(ret).close()
-        return _YES
-    if short == "STRUCT_OPS" and -ret == ENOTSUPP:
-        return Answer(PRESENT, "known; creating one needs a struct_ops type")
-    return Answer.from_errno(-ret)
-
-
 # --- BTF ----------------------------------------------------------------------------------
-
-def minimal_btf() -> bytes:
-    """A valid BTF blob with two types: [1] ``int`` (32-bit signed) and
-    [2] ``long`` (64-bit signed)."""
-    builder = BTFBuilder()
-    builder.int("int", 4, True)
-    builder.int("long", 8, True)
-    return builder.encode()
-
 
 def _enum64_btf() -> bytes:
     """BTF with the enum kinds of Linux 6.0: a signed enum (``kind_flag``
@@ -252,15 +82,6 @@ def _enum64_btf() -> bytes:
     builder.enum("delta", {"DOWN": -1}, size=1)
     builder.enum("big", {"HUGE": 1 << 40}, size=8)
     return builder.encode()
-
-
-def _load_btf(blob: bytes) -> Tuple[Optional[FD], Answer]:
-    buffer = ctypes.create_string_buffer(blob, len(blob))
-    attr = _sys.BTFLoadAttr(btf=_sys.address(buffer), btf_size=len(blob))
-    ret = _sys.bpf_errno(_sys.BPF_BTF_LOAD, attr)
-    if ret < 0:
-        return None, Answer.from_errno(-ret)
-    return FD(ret), _YES
 
 
 # --- links --------------------------------------------------------------------------------
@@ -306,7 +127,7 @@ _LINK_PROBES: Dict[str, _LinkProbe] = {
 
 
 def _probe_link(probe: _LinkProbe) -> Answer:
-    ret, log = _load(probe.prog_type)
+    ret, log = probe_load(probe.prog_type)
     if ret < 0:
         return Answer.from_errno(-ret, log, "cannot load a %s program"
                                  % PROG_TYPES.short(probe.prog_type))
@@ -317,15 +138,15 @@ def _probe_link(probe: _LinkProbe) -> Answer:
         ret = _sys.bpf_errno(_sys.BPF_LINK_CREATE, attr)
     if ret >= 0:  # never expected with these targets, but then it surely works
         FD(ret).close()
-        return _YES
+        return YES
     if -ret == probe.supported_errno:
-        return _YES
+        return YES
     return Answer.from_errno(-ret, context="BPF_LINK_CREATE with %s"
                              % ATTACH_TYPES.name(probe.attach_type))
 
 
 def _probe_raw_tracepoint_link() -> Answer:
-    ret, log = _load(consts.BPF_PROG_TYPE_RAW_TRACEPOINT)
+    ret, log = probe_load(consts.BPF_PROG_TYPE_RAW_TRACEPOINT)
     if ret < 0:
         return Answer.from_errno(-ret, log, "cannot load a raw_tracepoint program")
     name = ctypes.create_string_buffer(b"bpf_test_finish")
@@ -341,7 +162,7 @@ def _probe_raw_tracepoint_link() -> Answer:
         ret = _sys.bpf_errno(_sys.BPF_OBJ_GET_INFO_BY_FD, attr)
     if ret < 0:
         return Answer.from_errno(-ret, context="the raw tracepoint fd is not a link")
-    return _YES
+    return YES
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -356,16 +177,16 @@ _NO_HELPER = ("invalid func ", "unknown func ", "cannot use helper")
 
 def _probe_helper(prog_type: int, helper: int) -> Answer:
     code = isa.encode([isa.call_helper(helper), isa.exit_()])
-    ret, log = _load(prog_type, code)
+    ret, log = probe_load(prog_type, code)
     if ret >= 0:
         FD(ret).close()
-        return _YES
+        return YES
     if not log.strip():
         return Answer.from_errno(-ret, context="cannot load a %s program"
                                  % PROG_TYPES.short(prog_type))
     if any(words in log for words in _NO_HELPER):
         return Answer.from_errno(-ret, log)
-    return _YES
+    return YES
 
 
 # --- the rest -----------------------------------------------------------------------------
@@ -376,17 +197,17 @@ def _probe_enable_stats() -> Answer:
     if ret < 0:
         return Answer.from_errno(-ret)
     FD(ret).close()
-    return _YES
+    return YES
 
 
 def _verifier_accepts(code: bytes) -> Answer:
     """Whether the verifier takes ``code`` as a socket filter (the program
     type every kernel has): instruction-set probes differ only in code."""
-    ret, log = _load(consts.BPF_PROG_TYPE_SOCKET_FILTER, code)
+    ret, log = probe_load(consts.BPF_PROG_TYPE_SOCKET_FILTER, code)
     if ret < 0:
         return Answer.from_errno(-ret, log)
     FD(ret).close()
-    return _YES
+    return YES
 
 
 def _probe_atomic_fetch() -> Answer:
@@ -530,17 +351,9 @@ def raise_unless_present(name: str, answer: Answer, op: str = "feature probe") -
 
 _lock = threading.Lock()
 _features: Optional[Features] = None
-_prog_types: Dict[int, Answer] = {}
 _helpers: Dict[Tuple[int, int], Answer] = {}
 
 _EAGER_HELPERS = {"bpf_loop": "bpf_loop", "bpf_probe_read_kernel": "bpf_probe_read_kernel"}
-
-
-def _prog_type_answer(prog_type: int) -> Answer:
-    with _lock:
-        if prog_type not in _prog_types:
-            _prog_types[prog_type] = _probe_prog_type(prog_type)
-        return _prog_types[prog_type]
 
 
 def _helper_answer(prog_type: int, helper: int) -> Answer:
@@ -551,18 +364,6 @@ def _helper_answer(prog_type: int, helper: int) -> Answer:
         return _helpers[key]
 
 
-def prog_type_answer(prog_type: int) -> Answer:
-    """Whether this kernel loads programs of ``prog_type`` (probed on first
-    use, then cached; :func:`probe` asks for every type it knows)."""
-    found = _features
-    if found is not None:
-        try:
-            return found.answer(PROG_TYPES.name(prog_type))
-        except KeyError:    # a type pybpf has no name for
-            pass
-    return _prog_type_answer(prog_type)
-
-
 def probe(*, refresh: bool = False) -> Features:
     """Probe the kernel (once per process) and return the answers;
     ``refresh`` forgets every cached answer and asks again."""
@@ -570,30 +371,26 @@ def probe(*, refresh: bool = False) -> Features:
     if refresh:
         with _lock:
             _features = None
-            _prog_types.clear()
             _helpers.clear()
+        prog_type_answer.forget()
+        map_type_answer.forget()
     if _features is not None:
         return _features
     started = time.perf_counter()
     tracepoint = consts.BPF_PROG_TYPE_TRACEPOINT
     groups: Dict[str, Dict[str, Answer]] = {group: {} for group in _GROUPS}
-    btf_fd, groups["other"]["btf"] = _load_btf(minimal_btf())
-    enum64_fd, groups["other"]["btf_enum64"] = _load_btf(_enum64_btf())
+    btf_fd, groups["other"]["btf"] = load_btf(minimal_btf())
+    enum64_fd, groups["other"]["btf_enum64"] = load_btf(_enum64_btf())
     if enum64_fd is not None:
         enum64_fd.close()
-    inner_ret = _create_map(MAP_TYPES.value("ARRAY"), 4, 4, 1)
-    inner_fd = FD(inner_ret) if inner_ret >= 0 else None
-    try:
-        for short in _MAP_PARAMS:
-            groups["map_types"][MAP_TYPES.name(MAP_TYPES.value(short))] = _probe_map_type(
-                short, btf_fd, inner_fd)
-    finally:
-        for fd in (btf_fd, inner_fd):
-            if fd is not None:
-                fd.close()
+    if btf_fd is not None:
+        btf_fd.close()
+    for short in PROBE_PARAMS:
+        value = MAP_TYPES.value(short)
+        groups["map_types"][MAP_TYPES.name(value)] = map_type_answer(value)
     for value, name in PROG_TYPES.items():
         if value != consts.BPF_PROG_TYPE_UNSPEC:
-            groups["prog_types"][name] = _prog_type_answer(value)
+            groups["prog_types"][name] = prog_type_answer(value)
     for short, link_probe in _LINK_PROBES.items():
         groups["link_types"][LINK_TYPES.name(LINK_TYPES.value(short))] = _probe_link(link_probe)
     groups["link_types"]["BPF_LINK_TYPE_RAW_TRACEPOINT"] = _probe_raw_tracepoint_link()

@@ -10,26 +10,29 @@ options object :class:`MapSpec`, and the translation of a spec into
 import errno as _errno
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 from ..errors import (ENOTSUPP, PRIVILEGE_HINT, BPFError, BPFPermissionError, UnsupportedFeature,
                       strerror)
-from . import sys
-from .map_codecs import Codec, KeyType, possible_cpus
-from ..consts import (BPF_F_NO_PREALLOC, BPF_F_NUMA_NODE, BPF_MAP_TYPE_ARENA, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_ARRAY_OF_MAPS,
-                      BPF_MAP_TYPE_BLOOM_FILTER, BPF_MAP_TYPE_CGROUP_ARRAY,
-                      BPF_MAP_TYPE_CGROUP_STORAGE, BPF_MAP_TYPE_CGRP_STORAGE, BPF_MAP_TYPE_CPUMAP,
-                      BPF_MAP_TYPE_DEVMAP, BPF_MAP_TYPE_DEVMAP_HASH, BPF_MAP_TYPE_HASH,
-                      BPF_MAP_TYPE_HASH_OF_MAPS, BPF_MAP_TYPE_INODE_STORAGE, BPF_MAP_TYPE_LPM_TRIE,
-                      BPF_MAP_TYPE_LRU_HASH, BPF_MAP_TYPE_LRU_PERCPU_HASH,
-                      BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE,
-                      BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERF_EVENT_ARRAY,
-                      BPF_MAP_TYPE_PROG_ARRAY, BPF_MAP_TYPE_QUEUE,
+from ..consts import (BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_F_NUMA_NODE, BPF_MAP_TYPE_ARENA,
+                      BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_ARRAY_OF_MAPS, BPF_MAP_TYPE_BLOOM_FILTER,
+                      BPF_MAP_TYPE_CGROUP_ARRAY, BPF_MAP_TYPE_CGROUP_STORAGE,
+                      BPF_MAP_TYPE_CGRP_STORAGE, BPF_MAP_TYPE_CPUMAP, BPF_MAP_TYPE_DEVMAP,
+                      BPF_MAP_TYPE_DEVMAP_HASH, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_HASH_OF_MAPS,
+                      BPF_MAP_TYPE_INODE_STORAGE, BPF_MAP_TYPE_LPM_TRIE, BPF_MAP_TYPE_LRU_HASH,
+                      BPF_MAP_TYPE_LRU_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY,
+                      BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE, BPF_MAP_TYPE_PERCPU_HASH,
+                      BPF_MAP_TYPE_PERF_EVENT_ARRAY, BPF_MAP_TYPE_PROG_ARRAY, BPF_MAP_TYPE_QUEUE,
                       BPF_MAP_TYPE_REUSEPORT_SOCKARRAY, BPF_MAP_TYPE_RINGBUF,
                       BPF_MAP_TYPE_SK_STORAGE, BPF_MAP_TYPE_SOCKHASH, BPF_MAP_TYPE_SOCKMAP,
                       BPF_MAP_TYPE_STACK, BPF_MAP_TYPE_STACK_TRACE, BPF_MAP_TYPE_STRUCT_OPS,
                       BPF_MAP_TYPE_TASK_STORAGE, BPF_MAP_TYPE_USER_RINGBUF, BPF_MAP_TYPE_XSKMAP,
                       MAP_TYPES)
+from . import sys
+from .feature_test import (ABSENT, BTF_INT, BTF_LONG, PRESENT, YES, Answer, FeatureTest, load_btf,
+                           minimal_btf)
+from .map_codecs import Codec, KeyType, possible_cpus
+from .sys import FD
 
 UNSUPPORTED_ERRNOS = (_errno.EINVAL, _errno.EOPNOTSUPP, ENOTSUPP)
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -207,8 +210,7 @@ def create_error(err: int, op: str, attr: sys.MapCreateAttr) -> BPFError:
             return UnsupportedFeature(type_name, op=op, err=err,
                                       detail="map type %d is unknown to pybpf" % attr.map_type)
         # Ask the kernel, not its version number: can it create this type at all?
-        from .features import ABSENT, probe  # features builds on this module
-        answer = probe().answer(type_name)
+        answer = map_type_answer(attr.map_type)
         if answer.state == ABSENT:
             return UnsupportedFeature(type_name, since, op=op, err=err, detail=answer.detail)
     if err in (_errno.EPERM, _errno.EACCES):
@@ -218,3 +220,88 @@ def create_error(err: int, op: str, attr: sys.MapCreateAttr) -> BPFError:
                                   "max_entries=%d map_flags=%#x: %s"
                          % (type_name, attr.key_size, attr.value_size, attr.max_entries,
                             attr.map_flags, strerror(err)))
+
+
+# --- the map type feature test ------------------------------------------------------------
+
+
+#: (key_size, value_size, max_entries, map_flags) that every kernel with the type accepts.
+PROBE_PARAMS: Dict[str, Tuple[int, int, int, int]] = {
+    "HASH": (4, 8, 1, 0), "ARRAY": (4, 8, 1, 0), "PROG_ARRAY": (4, 4, 1, 0),
+    "PERF_EVENT_ARRAY": (4, 4, 1, 0), "PERCPU_HASH": (4, 8, 1, 0), "PERCPU_ARRAY": (4, 8, 1, 0),
+    "STACK_TRACE": (4, 8, 1, 0), "CGROUP_ARRAY": (4, 4, 1, 0), "LRU_HASH": (4, 8, 1, 0),
+    "LRU_PERCPU_HASH": (4, 8, 1, 0), "LPM_TRIE": (8, 8, 1, BPF_F_NO_PREALLOC),
+    "ARRAY_OF_MAPS": (4, 4, 1, 0), "HASH_OF_MAPS": (4, 4, 1, 0), "DEVMAP": (4, 4, 1, 0),
+    "SOCKMAP": (4, 4, 1, 0), "CPUMAP": (4, 4, 1, 0), "XSKMAP": (4, 4, 1, 0),
+    "SOCKHASH": (4, 4, 1, 0), "CGROUP_STORAGE": (8, 8, 0, 0),
+    "REUSEPORT_SOCKARRAY": (4, 4, 1, 0), "PERCPU_CGROUP_STORAGE": (8, 8, 0, 0),
+    "QUEUE": (0, 4, 1, 0), "STACK": (0, 4, 1, 0), "SK_STORAGE": (4, 8, 0, BPF_F_NO_PREALLOC),
+    "DEVMAP_HASH": (4, 4, 1, 0), "STRUCT_OPS": (4, 4, 1, 0),
+    "RINGBUF": (0, 0, _PAGE_SIZE, 0), "INODE_STORAGE": (4, 8, 0, BPF_F_NO_PREALLOC),
+    "TASK_STORAGE": (4, 8, 0, BPF_F_NO_PREALLOC), "BLOOM_FILTER": (0, 4, 1, 0),
+    "USER_RINGBUF": (0, 0, _PAGE_SIZE, 0), "CGRP_STORAGE": (4, 8, 0, BPF_F_NO_PREALLOC),
+    "ARENA": (0, 0, 1, BPF_F_MMAPABLE),
+}
+# Local storage maps must describe key and value with BTF: types of minimal_btf().
+_NEEDS_BTF = {"SK_STORAGE", "INODE_STORAGE", "TASK_STORAGE", "CGRP_STORAGE"}
+_NEEDS_INNER_MAP = {"ARRAY_OF_MAPS", "HASH_OF_MAPS"}
+
+
+def _create_map(map_type: int, key_size: int, value_size: int, max_entries: int,
+                map_flags: int = 0, **extra: int) -> int:
+    attr = sys.MapCreateAttr(map_type=map_type, key_size=key_size, value_size=value_size,
+                              max_entries=max_entries, map_flags=map_flags, **extra)
+    return sys.bpf_errno(sys.BPF_MAP_CREATE, attr)
+
+
+def _probe_map_type(short: str, btf_fd: Optional[FD], inner_fd: Optional[FD]) -> Answer:
+    """Whether this kernel creates a map of type ``short`` (``btf_fd``: the
+    key and value types of storage maps; ``inner_fd``: the inner map of a
+    map of maps)."""
+    key_size, value_size, max_entries, flags = PROBE_PARAMS[short]
+    extra: Dict[str, int] = {}
+    if short in _NEEDS_BTF:
+        if btf_fd is None:
+            return Answer(ABSENT, "not probed: needs BTF, which this kernel cannot load")
+        extra = dict(btf_fd=btf_fd.fileno(), btf_key_type_id=BTF_INT,
+                     btf_value_type_id=BTF_LONG)
+    elif short in _NEEDS_INNER_MAP:
+        if inner_fd is None:
+            return Answer(ABSENT, "not probed: no inner array map")
+        extra = dict(inner_map_fd=inner_fd.fileno())
+    elif short == "STRUCT_OPS":
+        # No struct_ops type has BTF id 1 in vmlinux: a kernel that has
+        # struct_ops maps looks it up and answers ENOTSUPP (as libbpf probes).
+        extra = dict(btf_vmlinux_value_type_id=1)
+    ret = _create_map(MAP_TYPES.value(short), key_size, value_size, max_entries, flags, **extra)
+    if ret >= 0:
+        FD(ret).close()
+        return YES
+    if short == "STRUCT_OPS" and -ret == ENOTSUPP:
+        return Answer(PRESENT, "known; creating one needs a struct_ops type")
+    return Answer.from_errno(-ret)
+
+
+def _probe_one_map_type(map_type: int) -> Answer:
+    """The map type test, with what the type needs made for it and closed."""
+    short = MAP_TYPES.short(map_type).upper()
+    if short not in PROBE_PARAMS:
+        return Answer(ABSENT, "map type %d is unknown to pybpf" % map_type)
+    btf_fd: Optional[FD] = None
+    inner_fd: Optional[FD] = None
+    try:
+        if short in _NEEDS_BTF:
+            btf_fd, _ = load_btf(minimal_btf())
+        elif short in _NEEDS_INNER_MAP:
+            ret = _create_map(BPF_MAP_TYPE_ARRAY, 4, 4, 1)
+            inner_fd = FD(ret) if ret >= 0 else None
+        return _probe_map_type(short, btf_fd, inner_fd)
+    finally:
+        for fd in (btf_fd, inner_fd):
+            if fd is not None:
+                fd.close()
+
+
+#: Whether this kernel creates maps of a type (probed on first use, then
+#: cached; ``features.probe()`` asks for every type it knows).
+map_type_answer: FeatureTest[int] = FeatureTest(_probe_one_map_type)

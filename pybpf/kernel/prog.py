@@ -9,10 +9,11 @@ failure it loads again with a log that grows until the whole log fits, and
 turns the log into a :class:`~pybpf.errors.VerifierError` that names the
 instruction the verifier stopped at and the Python line that emitted it.
 
-The verifier log parsing (:func:`failing_slot`, :func:`offending_writer_slot`,
-:func:`parse_verifier_stats`) is pure and tested on real logs in
-``tests/unit/test_verifier_log.py``. Attaching programs is not here (see
-``kernel.link``); neither is listing the kernel's programs (``kernel.objects``).
+Reading the verifier's log is :mod:`.verifier_log`'s job. Whether the
+kernel knows a program type at all is a lazy, cached feature test kept here
+(:func:`prog_type_answer`), which a refused load asks. Attaching programs is
+not here (see ``kernel.link``); neither is listing the kernel's programs
+(``kernel.objects``).
 
 >>> from pybpf import asm, isa
 >>> a = asm.Assembler("ret7")
@@ -26,7 +27,6 @@ The verifier log parsing (:func:`failing_slot`, :func:`offending_writer_slot`,
 import ctypes
 import errno as _errno
 import linecache
-import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -36,16 +36,21 @@ from ..errors import (PRIVILEGE_HINT, BPFError, BPFPermissionError, SourceLocati
                       UnsupportedFeature, VerifierError, strerror)
 from . import log_buffer, objects
 from .log_buffer import LOG_SIZE_MAX, LOG_SIZE_START
+from .verifier_log import (complaint_lines, failing_slot, offending_writer_slot,
+                           parse_verifier_stats)
 from . import sys as _sys
 from .. import consts
-from ..consts import (ATTACH_TYPES, BPF_LOG_LEVEL1, BPF_LOG_LEVEL2, BPF_PROG_TYPE_RAW_TRACEPOINT,
-                      PROG_TYPES)
+from ..consts import (ATTACH_TYPES, BPF_CGROUP_GETSOCKOPT, BPF_CGROUP_INET4_CONNECT,
+                      BPF_F_SLEEPABLE, BPF_LIRC_MODE2, BPF_LOG_LEVEL1, BPF_LOG_LEVEL2, BPF_LSM_MAC,
+                      BPF_NETFILTER, BPF_PROG_TYPE_RAW_TRACEPOINT, BPF_SK_LOOKUP,
+                      BPF_TRACE_FENTRY, PROG_TYPES)
+from .feature_test import ABSENT, PRESENT, YES, Answer, FeatureTest
 from .sys import ENOTSUPP, FD
 
 __all__ = [
-    "Program", "TestRunResult", "VerifierStats", "LoadRequest", "enable_stats", "failing_slot",
-    "offending_writer_slot", "parse_verifier_stats", "PROG_TYPE_SINCE", "LOG_SIZE_START",
-    "LOG_SIZE_MAX", "ENOTSUPP", "TEST_RUN_HEADROOM",
+    "Program", "TestRunResult", "LoadRequest", "enable_stats", "PROG_TYPE_SINCE",
+    "LOG_SIZE_START", "LOG_SIZE_MAX", "ENOTSUPP", "TEST_RUN_HEADROOM", "prog_type_answer",
+    "probe_load", "PROBE_ATTRS",
 ]
 
 # First mainline release with each program type, for UnsupportedFeature messages.
@@ -72,173 +77,8 @@ PROG_TYPE_SINCE: Dict[int, str] = {
 # programs growing the packet (bpf_xdp_adjust_head, skb_change_tail) fit.
 TEST_RUN_HEADROOM = 256
 
-
-# --- the verifier log ---------------------------------------------------------------------
-# What the parser understands (examples are real logs from Linux 6.18):
-#
-#   instruction lines   "12: (85) call bpf_map_lookup_elem#1"
-#                       "1: (bf) r1 = r2                ; R1_w=..."  (state after ';')
-#                       The number is a *slot* (an ld_imm64 counts two). The last
-#                       such line is the instruction being checked when the
-#                       verifier gave up, unless the complaint names one itself:
-#   complaints naming   "unreachable insn 2"
-#   an instruction      "jump out of range from insn 1 to 22"
-#                       "back-edge from insn 7 to 3"      (kernels before 5.3)
-#                       "infinite loop detected at insn 1"
-#                       "jump into the middle of ldimm64 insn 4"
-#                       "invalid insn idx 5 insn_cnt 3"
-#   complaints that     "last insn is not an exit or jmp"  -> the last slot
-#   need the code       "unknown opcode ff"                -> first slot with that opcode
-#   complaints pointing "invalid func unknown#1234", "R2 !read_ok",
-#   at the last line    "R0 invalid mem access 'map_value_or_null'",
-#                       "BPF program is too large. Processed 1000001 insn"
-#
-# Lines the parser must not take for instructions: register states ("0: R1=ctx()
-# R10=fp0"), branch states ("from 4 to 6: R0=0 ..."), the indented liveness table
-# of log level 2 ("      0: .......... (b7) r0 = 0") and statistics.
-
-_INSN_LINE = re.compile(r"^(\d+): \(([0-9a-f]{2})\) (.*)$")
-_BRANCH_LINE = re.compile(r"^from (\d+) to (\d+): ")
-_NAMED_INSN = re.compile(r"\binsn (?:idx )?(\d+)\b")
-_LAST_INSN = re.compile(r"^last insn is not an exit or jmp")
-_UNKNOWN_OPCODE = re.compile(r"^unknown opcode ([0-9a-f]{1,2})\b")
-_REGISTER_COMPLAINT = re.compile(r"^R(\d+)\b")
-_STATS = re.compile(r"processed (\d+) insns \(limit (\d+)\) max_states_per_insn (\d+) "
-                    r"total_states (\d+) peak_states (\d+) mark_read (\d+)")
-_VERIFY_TIME = re.compile(r"^verification time (\d+) usec", re.M)
-_STACK_DEPTH = re.compile(r"^stack depth ([\d+]+)", re.M)
-_CALL = 0x85
-
-
-def _insn_lines(lines: Sequence[str]) -> List[Tuple[int, int, int, str]]:
-    """(line number, slot, opcode, text after the opcode) of each instruction line."""
-    out = []
-    for number, line in enumerate(lines):
-        match = _INSN_LINE.match(line)
-        if match:
-            out.append((number, int(match.group(1)), int(match.group(2), 16), match.group(3)))
-    return out
-
-
-def _complaint_lines(lines: Sequence[str]) -> List[str]:
-    """The lines after the last instruction line, without the statistics: the
-    verifier's reasons for stopping."""
-    insns = _insn_lines(lines)
-    start = insns[-1][0] + 1 if insns else 0
-    return [line for line in lines[start:]
-            if line.strip() and not _STATS.search(line)
-            and not line.startswith(("verification time", "stack depth"))]
-
-
-def failing_slot(log: str, bytecode: Optional[bytes] = None) -> Optional[int]:
-    """The slot of the instruction the verifier rejected, or ``None``.
-
-    ``bytecode`` (the program as loaded) lets the complaints that name no
-    instruction ("last insn is not an exit or jmp", "unknown opcode ff") be
-    placed too. See the table above for the patterns understood.
-
-    >>> failing_slot("0: (b7) r0 = 0\\n1: (bf) r1 = r2\\nR2 !read_ok\\n")
-    1
-    >>> failing_slot("unreachable insn 2\\nprocessed 0 insns (limit 1000000) "
-    ...              "max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0")
-    2
-    """
-    lines = log.splitlines()
-    for line in _complaint_lines(lines):
-        named = _NAMED_INSN.search(line)
-        if named:
-            return int(named.group(1))
-        if bytecode and _LAST_INSN.match(line):
-            return len(bytecode) // isa.SLOT_SIZE - 1
-        opcode = _UNKNOWN_OPCODE.match(line)
-        if bytecode and opcode:
-            wanted = int(opcode.group(1), 16)
-            for slot in range(len(bytecode) // isa.SLOT_SIZE):
-                if bytecode[slot * isa.SLOT_SIZE] == wanted:
-                    return slot
-    insns = _insn_lines(lines)
-    return insns[-1][1] if insns else None
-
-
-def _writes_register(opcode: int, text: str, reg: int) -> bool:
-    if opcode == _CALL:  # a call sets r0 and clobbers r1-r5
-        return reg <= 5
-    return re.match(r"[rw]%d (?:[-+*/%%&|^]|<<|>>|s>>|s/|s%%)?= " % reg, text) is not None
-
-
-def offending_writer_slot(log: str) -> Optional[int]:
-    """When the complaint is about a register ("R3 invalid mem access 'scalar'"),
-    the slot of the instruction that last wrote that register on the path the
-    verifier was walking, or ``None``.
-
-    The walk goes backwards through the instruction lines. A line "from A to B:"
-    starts the exploration of a branch pushed at instruction A, so everything
-    between it and the previous visit of A belongs to another path and is skipped.
-    """
-    lines = log.splitlines()
-    complaints = _complaint_lines(lines)
-    register = _REGISTER_COMPLAINT.match(complaints[0]) if complaints else None
-    insns = _insn_lines(lines)
-    if register is None or not insns:
-        return None
-    reg = int(register.group(1))
-    last_line = insns[-1][0]
-    by_line = {number: (slot, opcode, text) for number, slot, opcode, text in insns}
-    number = last_line - 1
-    skip_to: Optional[int] = None
-    while number >= 0:
-        line = lines[number]
-        if number in by_line:
-            slot, opcode, text = by_line[number]
-            if skip_to is None or slot == skip_to:
-                if skip_to is None and _writes_register(opcode, text, reg):
-                    return slot
-                skip_to = None
-        elif skip_to is None:
-            branch = _BRANCH_LINE.match(line)
-            if branch:
-                skip_to = int(branch.group(1))
-        number -= 1
-    return None
-
-
-@dataclass(frozen=True)
-class VerifierStats:
-    """The verifier's own summary of one load (log level 1, 2 or BPF_LOG_STATS).
-
-    ``stack_depth`` has one entry per subprogram; ``verification_time_usec``
-    and ``stack_depth`` appear only with BPF_LOG_STATS.
-    """
-
-    insns_processed: int
-    insn_limit: int
-    max_states_per_insn: int
-    total_states: int
-    peak_states: int
-    mark_read: int
-    verification_time_usec: Optional[int] = None
-    stack_depth: Tuple[int, ...] = ()
-
-
-def parse_verifier_stats(log: str) -> Optional[VerifierStats]:
-    """Statistics from a verifier log, or ``None`` when it has none.
-
-    >>> parse_verifier_stats("verification time 9 usec\\nstack depth 0+8\\nprocessed 2 insns "
-    ...     "(limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0")
-    ... # doctest: +NORMALIZE_WHITESPACE
-    VerifierStats(insns_processed=2, insn_limit=1000000, max_states_per_insn=0,
-                  total_states=0, peak_states=0, mark_read=0, verification_time_usec=9,
-                  stack_depth=(0, 8))
-    """
-    counts = _STATS.findall(log)
-    if not counts:
-        return None
-    times = _VERIFY_TIME.findall(log)
-    depth = _STACK_DEPTH.findall(log)
-    return VerifierStats(*(int(value) for value in counts[-1]),
-                         verification_time_usec=int(times[-1]) if times else None,
-                         stack_depth=tuple(int(part) for part in depth[-1].split("+") if part)
-                         if depth else ())
+#: First mainline release with BPF_ENABLE_STATS.
+ENABLE_STATS_SINCE = "5.8"
 
 
 # --- loading ------------------------------------------------------------------------------
@@ -527,11 +367,67 @@ def enable_stats(stats_type: int = _sys.BPF_STATS_RUN_TIME) -> FD:
     attr = _sys.EnableStatsAttr(type=stats_type)
     ret = _sys.bpf_errno(_sys.BPF_ENABLE_STATS, attr)
     if ret == -_errno.EINVAL and stats_type == _sys.BPF_STATS_RUN_TIME:
-        from .features import SINCE  # features builds on this module
-        raise UnsupportedFeature("BPF_ENABLE_STATS", SINCE["enable_stats"], op="BPF_ENABLE_STATS")
+        raise UnsupportedFeature("BPF_ENABLE_STATS", ENABLE_STATS_SINCE, op="BPF_ENABLE_STATS")
     if ret < 0:
         raise _sys.error_for(-ret, "BPF_ENABLE_STATS")
     return FD(ret)
+
+
+# --- the program type feature test -------------------------------------------------------
+
+_RETURN_0 = isa.encode([isa.mov(isa.R0, 0), isa.exit_()])
+
+#: Load attributes without which a type refuses even the empty program.
+PROBE_ATTRS: Dict[int, Dict[str, int]] = {
+    consts.BPF_PROG_TYPE_CGROUP_SOCK_ADDR: {"expected_attach_type": BPF_CGROUP_INET4_CONNECT},
+    consts.BPF_PROG_TYPE_SK_LOOKUP: {"expected_attach_type": BPF_SK_LOOKUP},
+    consts.BPF_PROG_TYPE_LIRC_MODE2: {"expected_attach_type": BPF_LIRC_MODE2},
+    consts.BPF_PROG_TYPE_CGROUP_SOCKOPT: {"expected_attach_type": BPF_CGROUP_GETSOCKOPT},
+    consts.BPF_PROG_TYPE_NETFILTER: {"expected_attach_type": BPF_NETFILTER},
+    consts.BPF_PROG_TYPE_SYSCALL: {"prog_flags": BPF_F_SLEEPABLE},
+    # These need a BTF attach target; id 1 is never a valid one, so a kernel
+    # that knows the type answers with a verifier complaint (as libbpf probes).
+    consts.BPF_PROG_TYPE_TRACING: {"expected_attach_type": BPF_TRACE_FENTRY, "attach_btf_id": 1},
+    consts.BPF_PROG_TYPE_LSM: {"expected_attach_type": BPF_LSM_MAC, "attach_btf_id": 1},
+    consts.BPF_PROG_TYPE_EXT: {"attach_btf_id": 1},
+}
+_NEEDS_TARGET = {consts.BPF_PROG_TYPE_TRACING: "a kernel function (BTF id) to attach to",
+                 consts.BPF_PROG_TYPE_LSM: "an LSM hook (BTF id) to attach to",
+                 consts.BPF_PROG_TYPE_EXT: "a BPF function to replace",
+                 consts.BPF_PROG_TYPE_STRUCT_OPS: "a struct_ops map"}
+
+
+def probe_load(prog_type: int, bytecode: bytes = _RETURN_0) -> Tuple[int, str]:
+    """(fd or -errno, verifier log) for a probe program, with the attributes
+    its type needs. Probe programs are tiny: their logs fit in 4 KiB."""
+    attrs = PROBE_ATTRS.get(prog_type, {})
+    request = LoadRequest(bytecode, prog_type, "", "GPL", attrs.get("expected_attach_type", 0),
+                          attrs.get("prog_flags", 0), attrs.get("attach_btf_id", 0))
+    ret, log, _ = request.attempt(log_level=1, log_size=4096)
+    return ret, log
+
+
+def _probe_prog_type(prog_type: int) -> Answer:
+    """Whether this kernel loads ``r0 = 0; exit`` as ``prog_type``."""
+    ret, log = probe_load(prog_type)
+    if ret >= 0:
+        FD(ret).close()
+        return YES
+    err = -ret
+    needs = _NEEDS_TARGET.get(prog_type)
+    # The verifier (or ENOTSUPP from the struct_ops lookup) spoke: the type is known.
+    if needs and (log.strip() or err == ENOTSUPP):
+        return Answer(PRESENT, "known; loading one needs %s" % needs)
+    answer = Answer.from_errno(err, log)
+    if needs:
+        return Answer(answer.state, "%s before verification; loading one needs %s"
+                      % (answer.detail, needs))
+    return answer
+
+
+#: Whether this kernel loads programs of a type (probed on first use, then
+#: cached; ``features.probe()`` asks for every type it knows).
+prog_type_answer: FeatureTest[int] = FeatureTest(_probe_prog_type)
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -547,7 +443,7 @@ def _load_error(err: int, request: LoadRequest, program: AssembledProgram, log: 
         if truncated:
             log = ("[log truncated: only the last %d bytes of the verifier log are kept]\n%s"
                    % (LOG_SIZE_MAX, log))
-        complaints = _complaint_lines(log.splitlines())
+        complaints = complaint_lines(log.splitlines())
         return VerifierError(err, request.name, log, index, locations, texts,
                              reason=complaints[0].strip() if complaints else "",
                              insn_slot=slot if index is not None else None)
@@ -559,7 +455,6 @@ def _load_error(err: int, request: LoadRequest, program: AssembledProgram, log: 
                         "accepts (1,000,000 with CAP_BPF, 4,096 without)"
                         % (len(request.bytecode) // isa.SLOT_SIZE))
     if err == _errno.EINVAL:
-        from .features import ABSENT, prog_type_answer
         answer = prog_type_answer(request.prog_type)
         if answer.state == ABSENT:
             return UnsupportedFeature(kind, PROG_TYPE_SINCE.get(request.prog_type),

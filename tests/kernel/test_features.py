@@ -11,7 +11,7 @@ from kernel_objects import assert_no_new_fds, assert_no_new_objects, open_fds, s
 from pybpf import consts, isa
 from pybpf.errors import (BPFError, BPFPermissionError, FeatureRefused, UnsupportedFeature,
                           VerifierError)
-from pybpf.kernel import features
+from pybpf.kernel import features, prog
 from pybpf.kernel.features import Answer, Features
 from pybpf.kernel.maps import Map, MapSpec
 from pybpf.kernel.prog import Program
@@ -43,7 +43,7 @@ def test_probe_is_cached_per_process(fresh, monkeypatch):
     def no_loading(*args, **kwargs):
         raise AssertionError("a cached probe asked the kernel again")
 
-    monkeypatch.setattr(features, "_load_btf", no_loading)   # where a probe starts
+    monkeypatch.setattr(features, "load_btf", no_loading)   # where a probe starts
     assert features.probe() is found
 
 
@@ -73,7 +73,7 @@ def test_answers_match_what_really_works(fresh):
         else:   # a refusal comes with its reason (errno and the kernel's words)
             answer = found.answer(name)
             assert answer.detail
-            attrs = features._PROG_ATTRS.get(prog_type, {})    # as the probe loaded it
+            attrs = prog.PROBE_ATTRS.get(prog_type, {})    # as the probe loaded it
             with pytest.raises(BPFError) as caught:
                 Program.load(code, prog_type=prog_type, **attrs).close()
             if answer.state == features.REFUSED:    # policy, not age: say so, name the type

@@ -5,8 +5,8 @@ about, and its statistics. No kernel needed."""
 import pytest
 
 from pybpf import isa
-from pybpf.kernel.prog import (VerifierStats, failing_slot, offending_writer_slot,
-                               parse_verifier_stats)
+from pybpf.kernel.verifier_log import (VerifierStats, failing_slot, offending_writer_slot,
+                                       parse_verifier_stats)
 
 STATS = ("processed 2 insns (limit 1000000) max_states_per_insn 0 total_states 0 "
          "peak_states 0 mark_read 0\n")
