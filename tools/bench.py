@@ -7,6 +7,7 @@ a Markdown table (stdout) and, with ``--json FILE``, the same figures as JSON.
 Nothing here asserts a timing; the test suite only checks that it runs.
 
     python3 tools/bench.py isa            # encode/decode/assemble/disassemble
+    python3 tools/bench.py dsl            # building the shipped DSL programs
     python3 tools/bench.py reader         # perf and ring buffer readers (root)
     python3 tools/bench.py btf            # vmlinux BTF load + member paths
     python3 tools/bench.py monitor        # sniffwrites vs untraced vs bpftrace (root)
@@ -84,6 +85,35 @@ def bench_isa(quick: bool) -> Dict[str, Dict[str, float]]:
     return {name: dict(r, unit="instructions/s") for name, r in results.items()}
 
 
+#: The modules of ``pybpf.programs`` whose programs the dsl benchmark builds.
+DSL_BENCH_MODULES = ("count_syscalls", "opensnoop", "feature_tour", "xdp_count", "tc_drop_port",
+                     "sniffwrites")
+
+
+def bench_dsl(quick: bool) -> Dict[str, Dict[str, float]]:
+    """Building the shipped programs from their DSL source (trace, register
+    allocation, emission, subprograms, assembly), in instructions built per
+    second. A first build outside the timing reads BTF and tracepoint
+    formats, which later builds share, as they do in a real process."""
+    import importlib
+
+    from pybpf.dsl import ProgramDecl
+    programs = [value for name in DSL_BENCH_MODULES
+                for value in vars(importlib.import_module("pybpf.programs." + name)).values()
+                if isinstance(value, ProgramDecl)]
+
+    def build_all() -> int:
+        built = 0
+        for program in programs:
+            program._built.clear()      # a build is cached on its declaration
+            built += len(program.build().instructions)
+        return built
+
+    build_all()
+    result = measure(build_all, 1 if quick else 5)
+    return {"build the shipped programs": dict(result, unit="instructions/s")}
+
+
 def bench_reader(quick: bool) -> Dict[str, Dict[str, float]]:
     """Records/s decoded from each transport, 128-byte records, one consumer."""
     import bench_reader
@@ -141,7 +171,7 @@ def bench_monitor(quick: bool) -> Dict[str, Dict[str, float]]:
     return bench_monitor.run(quick)
 
 
-BENCHMARKS = {"isa": bench_isa, "reader": bench_reader, "btf": bench_btf,
+BENCHMARKS = {"isa": bench_isa, "dsl": bench_dsl, "reader": bench_reader, "btf": bench_btf,
               "paths": bench_paths, "monitor": bench_monitor}
 
 
