@@ -201,6 +201,7 @@ class EnumNames:
         return self._names.get(value) or "%sUNKNOWN_%d" % (self.prefix, value)
 
     def short(self, value: int) -> str:
+        """bpftool's spelling: ``lru_hash`` for ``BPF_MAP_TYPE_LRU_HASH``."""
         return self._short(self.name(value))
 
     def value(self, name: str) -> int:
@@ -215,6 +216,7 @@ class EnumNames:
         return value in self._names
 
     def items(self) -> List[Tuple[int, str]]:
+        """(value, kernel name) of every member, by value."""
         return sorted(self._names.items())
 
 

@@ -98,6 +98,7 @@ class MapDecl(Named):
                            (self, self._item(key, "key"), self._item(value, "value"), flags), {})
 
     def delete(self, key: Any) -> Any:
+        """``bpf_map_delete_elem(&map, &key)``; returns 0 or -errno."""
         return call_helper(current(), helper("map_delete_elem"), (self, self._item(key, "key")),
                            {})
 
@@ -121,18 +122,26 @@ class MapDecl(Named):
 
 
 class HashMap(MapDecl):
+    """``BPF_MAP_TYPE_HASH``: keys and values of the declared types."""
+
     map_type = BPF_MAP_TYPE_HASH
 
 
 class LRUHashMap(MapDecl):
+    """``BPF_MAP_TYPE_LRU_HASH``: a hash that evicts the least recently used entry when full."""
+
     map_type = BPF_MAP_TYPE_LRU_HASH
 
 
 class PerCPUHash(MapDecl):
+    """``BPF_MAP_TYPE_PERCPU_HASH``: one value per CPU for each key."""
+
     map_type = BPF_MAP_TYPE_PERCPU_HASH
 
 
 class ArrayMap(MapDecl):
+    """``BPF_MAP_TYPE_ARRAY``: ``max_entries`` values indexed by a u32, all present."""
+
     map_type = BPF_MAP_TYPE_ARRAY
 
     def __init__(self, *, value: Any, max_entries: int, flags: int = 0,
@@ -186,6 +195,7 @@ class RingBuf(MapDecl):
             code.place(end)
 
     def discard_record(self, builder: Any, record: Ref) -> None:
+        """``bpf_ringbuf_discard(record, 0)``: for a block left early."""
         call_helper(builder, helper("ringbuf_discard"), (record,), {})
 
     def output(self, data: Any, size: Any = None) -> None:

@@ -97,6 +97,7 @@ class FeatureTest(Generic[Key]):
             return self.answers[key]
 
     def forget(self) -> None:
+        """Drop every cached answer: the next call asks the kernel again."""
         with self._lock:
             self.answers.clear()
 

@@ -310,6 +310,8 @@ class Features:
 
     @staticmethod
     def require_helper(prog_type: int, helper: Union[str, int]) -> None:
+        """Return if programs of ``prog_type`` may call ``helper``; else raise
+        as :meth:`require` does."""
         raise_unless_present("helper %s in %s programs" % (helper, PROG_TYPES.name(prog_type)),
                              _helper_answer(prog_type, helper_id(helper)))
 

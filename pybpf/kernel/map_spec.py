@@ -112,8 +112,8 @@ MAP_TYPE_SINCE: Dict[int, str] = {t: kind.since for t, kind in KINDS.items()}
 @dataclass
 class MapSpec:
     """What to create (and, in a :class:`pybpf.spec.CollectionSpec`, what
-    may be changed before loading: ``spec.maps["events"].max_entries = n``). ``map_type`` is a ``BPF_MAP_TYPE_*`` value or name
-    (``"hash"``). Sizes the type fixes may be left out (arrays: key_size 4;
+    may be changed before loading: ``spec.maps["events"].max_entries = n``).
+    ``map_type`` is a ``BPF_MAP_TYPE_*`` value or name (``"hash"``). Sizes the type fixes may be left out (arrays: key_size 4;
     perf event / prog arrays: 4 and 4, max_entries = possible CPUs for perf
     event arrays; queue/stack: key_size 0; ring buffers: 0 and 0). A
     construct key or value gives its size too. ``name`` is kept in full on the
@@ -171,6 +171,8 @@ def _check_ring_size(type_name: str, max_entries: int) -> None:
 
 
 def create_attr(spec: MapSpec, map_type: int) -> sys.MapCreateAttr:
+    """``BPF_MAP_CREATE``'s attr for ``spec``, with the sizes the type fixes
+    filled in; ``ValueError`` for a spec the type cannot have."""
     kind = KINDS.get(map_type, UNKNOWN_KIND)
     type_name = MAP_TYPES.name(map_type)
     key_size = _size(spec.key_size, kind.key_size, spec.key, "key", type_name)
@@ -203,6 +205,9 @@ def create_attr(spec: MapSpec, map_type: int) -> sys.MapCreateAttr:
 
 
 def create_error(err: int, op: str, attr: sys.MapCreateAttr) -> BPFError:
+    """The exception for a refused ``BPF_MAP_CREATE``: a type the kernel
+    lacks (asked of :data:`map_type_answer`), a privilege problem, or the
+    parameters it refused."""
     type_name = MAP_TYPES.name(attr.map_type)
     since = MAP_TYPE_SINCE.get(attr.map_type)
     if err in UNSUPPORTED_ERRNOS:
