@@ -118,6 +118,7 @@ class MapDefinition(NamedTuple):
     map_flags: int = 0
 
     def encode(self) -> bytes:
+        """The legacy ``struct bpf_map_def`` bytes of the ``maps`` section."""
         return bpf_map_def.build(dict(type=self.map_type, key_size=self.key_size,
                                       value_size=self.value_size,
                                       max_entries=self.max_entries, map_flags=self.map_flags))
@@ -265,6 +266,7 @@ class ObjectFile:
         return local + global_
 
     def relocations(self, entry: ProgramSection) -> List[Relocation]:
+        """The relocations the program of ``entry`` needs: one per map reference."""
         program = entry.program
         return [Relocation(entry.section, program.slot_of(r.index) * isa.SLOT_SIZE, r.symbol)
                 for r in sorted(program.relocations, key=lambda r: r.index)]

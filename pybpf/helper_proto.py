@@ -87,6 +87,7 @@ _STRUCT_POINTER = re.compile(r"(?:const )?struct (\w+) \*$")
 
 
 class HelperArg(NamedTuple):
+    """One argument of a helper: its name, C type and kind (how it is marshalled)."""
     name: str       # as in the header: "key"
     ctype: str      # "const void *"
     kind: str       # one of the ARG_* kinds

@@ -17,6 +17,7 @@ class CLIError(click.ClickException):
     with exit status 1 (click's usage errors keep status 2)."""
 
     def show(self, file: Any = None) -> None:
+        """Print the error as one line on stderr."""
         click.echo("pybpf: error: %s" % self.format_message(), err=True)
 
 
@@ -27,6 +28,7 @@ def json_option(command: Callable) -> Callable:
 
 
 def print_json(document: Any) -> None:
+    """Print ``document`` as one line of JSON."""
     click.echo(json.dumps(document))
 
 

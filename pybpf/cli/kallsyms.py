@@ -40,6 +40,7 @@ class KernelSymbols:
         return self._names
 
     def name_at(self, address: int) -> Optional[str]:
+        """The kernel symbol that starts at ``address``, or None."""
         return self._load().get(address)
 
     def helper_name(self, imm: int) -> Optional[str]:

@@ -34,6 +34,7 @@ class View(NamedTuple):
 # --- programs --------------------------------------------------------------------------
 
 def prog_json(info: objects.ProgInfo) -> Dict[str, Any]:
+    """One program's facts for ``--json``, in bpftool's field names."""
     return {
         "id": info.id, "type": info.type_name, "name": info.name, "tag": info.tag,
         "gpl_compatible": info.gpl_compatible, "loaded_at": int(info.loaded_at),
@@ -77,6 +78,7 @@ def prog_text(info: objects.ProgInfo) -> str:
 # --- maps ----------------------------------------------------------------------------------
 
 def map_json(info: objects.MapInfo) -> Dict[str, Any]:
+    """One map's facts for ``--json``, in bpftool's field names."""
     return {
         "id": info.id, "type": info.type_name, "name": info.name, "flags": info.flags,
         "bytes_key": info.key_size, "bytes_value": info.value_size,
@@ -165,6 +167,7 @@ def _show_command(view: View) -> click.Command:
 
 
 def object_group(view: View) -> click.Group:
+    """The ``list``/``show`` command group of one kind of kernel object."""
     group = click.Group(view.group, help="""Inspect the kernel's %(noun)ss (list, show%(extra)s).
 
     \b

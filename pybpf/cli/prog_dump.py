@@ -178,6 +178,7 @@ def dump_xlated(prog_id: int, style: str, as_json: bool) -> None:
 
 
 class JitedFunction(NamedTuple):
+    """One function of a JIT-compiled program: its name, address and machine code."""
     name: str
     address: int
     code: bytes

@@ -295,6 +295,7 @@ class Builder(PacketStatements):
 
     @statement
     def elif_(self, cond: Any) -> Iterator[None]:
+        """``with p.elif_(cond):`` right after an ``if_`` or ``elif_`` block (C: ``else if``)."""
         code = self.code
         chain = self._continue_chain("elif_")
         cond = as_cond(cond)
@@ -304,6 +305,7 @@ class Builder(PacketStatements):
 
     @statement
     def else_(self) -> Iterator[None]:
+        """``with p.else_():`` right after an ``if_`` or ``elif_`` block."""
         code = self.code
         chain = self._continue_chain("else_")
         block = code.enter("else", chain.false_facts)
@@ -352,11 +354,13 @@ class Builder(PacketStatements):
         self.code.ret(value)
 
     def break_(self) -> None:
+        """Leave the innermost ``p.range()`` loop (C: ``break;``)."""
         loop = self._innermost("break_")
         self._discard_from(loop.reservations)
         self.code.goto(loop.end)
 
     def continue_(self) -> None:
+        """Go on with the next iteration of the innermost loop (C: ``continue;``)."""
         loop = self._innermost("continue_")
         self._discard_from(loop.reservations)
         self.code.goto(loop.cont)

@@ -56,6 +56,7 @@ class NetworkIntType(IntType):
         return self
 
     def construct(self) -> construct.Construct:
+        """Big-endian integer of this size."""
         return _BIG_ENDIAN_FIELDS[self.size]
 
 

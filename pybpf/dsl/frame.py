@@ -16,6 +16,7 @@ MAX_STACK = 512  # MAX_BPF_STACK in include/linux/filter.h
 
 
 class Frame:
+    """The stack frame of one function: where each object lives, below r10."""
     def __init__(self, limit: int = MAX_STACK):
         self.limit = limit
         self.depth = 0                       # deepest byte in use so far
@@ -46,6 +47,7 @@ class Frame:
         return -depth
 
     def free(self, offset: int, size: int) -> None:
+        """Release the slot at ``offset`` for reuse."""
         self._contents = [c for c in self._contents if c[0] != offset]
         self._free.append((offset, _slots(size)))
 

@@ -121,6 +121,7 @@ class KernelStruct(DSLType):
         return _member(btf, type_id, path)
 
     def construct(self) -> Any:
+        """Refused: kernel structs are read member by member, never copied whole to userspace."""
         raise TypeError("%s is kernel memory: read its members, it has no userspace parser"
                         % self.name)
 

@@ -209,9 +209,11 @@ def pointer_ref(pointer: Local, target: Any, writable: bool = True) -> Ref:
 
 
 def stack_ref(offset: int, rtype: Any) -> Ref:
+    """A reference to an object of ``rtype`` on the stack at ``offset``."""
     return Ref(FrameBase(offset), 0, rtype)
 
 
 def map_value_ref(map_decl: Any, rtype: Any) -> Ref:
+    """A read-only reference to the value of a one-entry map (a config)."""
     return Ref(MapValueBase(map_decl), 0, rtype, writable=False)
 

@@ -177,9 +177,11 @@ class BoundsCheck(Compare):
         self.token = token
 
     def nonnull_facts(self) -> FrozenSet[Any]:
+        """The packet bound proven where the check holds."""
         return frozenset((self.token,)) if self.op == "<=" else frozenset()
 
     def null_facts(self) -> FrozenSet[Any]:
+        """The packet bound proven where the check fails."""
         return frozenset((self.token,)) if self.op == ">" else frozenset()
 
 

@@ -59,6 +59,7 @@ class DSLType:
     name: str
 
     def construct(self) -> construct.Construct:
+        """The ``construct`` parser and builder of this type's bytes."""
         raise NotImplementedError
 
     def __getitem__(self, count: int) -> "ArrayType":
@@ -110,6 +111,7 @@ class IntType(DSLType):
         return self.size == 8
 
     def fits(self, value: int) -> bool:
+        """Whether ``value`` is representable in this type."""
         return self.min <= value <= self.max
 
     def wrap(self, value: int) -> int:
@@ -120,6 +122,7 @@ class IntType(DSLType):
         return value
 
     def construct(self) -> construct.Construct:
+        """Little-endian integer of this size and signedness."""
         return _FORMAT_FIELDS[self.size][self.signed]
 
     def __call__(self, value: Any) -> Any:
@@ -181,6 +184,7 @@ class ArrayType(DSLType):
         return ArrayType(self.elem[count], self.count)
 
     def construct(self) -> construct.Construct:
+        """``bytes`` for ``char[N]``, else a list of elements."""
         if self.elem is char:
             return construct.Bytes(self.count)
         return construct.Array(self.count, self.elem.construct())
@@ -223,6 +227,7 @@ class PointerType(DSLType):
         return True
 
     def construct(self) -> construct.Construct:
+        """An address: 64 bits, little-endian."""
         return construct.Int64ul
 
     def __call__(self, value: Any) -> Any:
@@ -266,6 +271,7 @@ def Ptr(target: Any, space: str = "mem") -> PointerType:
 
 
 class Field(NamedTuple):
+    """One struct member: its name, type and byte offset."""
     name: str
     type: DSLType
     offset: int
@@ -282,6 +288,7 @@ class StructType(DSLType):
         self._construct: Optional[construct.Struct] = None
 
     def field(self, name: str) -> Field:
+        """The member ``name`` (a build error listing the members when there is none)."""
         try:
             return self.fields[name]
         except KeyError:
@@ -333,6 +340,7 @@ class Struct:
 
     @classmethod
     def construct(cls) -> construct.Struct:
+        """The ``construct`` parser of the struct's bytes."""
         return cls.layout.construct()
 
     def __class_getitem__(cls, count: int) -> ArrayType:
@@ -386,6 +394,7 @@ def sizeof(declared: Any) -> int:
 
 
 def alignof(declared: Any) -> int:
+    """Alignment of a type, by the C rules clang uses for BPF."""
     return as_type(declared).align
 
 

@@ -152,6 +152,7 @@ class Var(Local):
     __slots__ = ()
 
     def set(self, value: Any) -> "Var":
+        """Assign ``value`` (C: ``x = value;``), converted to the variable's type."""
         self.fn.assign(self, value)
         return self
 
@@ -240,32 +241,38 @@ class Compare(Cond):
         return None
 
     def nonnull_facts(self) -> FrozenSet[Any]:
+        """Pointers known non-NULL where this comparison holds."""
         storage = self._pointer_test()
         return frozenset((storage,)) if storage is not None and self.op == "!=" else frozenset()
 
     def null_facts(self) -> FrozenSet[Any]:
+        """Pointers known NULL where this comparison holds."""
         storage = self._pointer_test()
         return frozenset((storage,)) if storage is not None and self.op == "==" else frozenset()
 
 
 class BoolOp(Cond):
+    """``a and b`` / ``a or b`` of conditions, evaluated with short-circuit jumps."""
     __slots__ = ("op", "left", "right")
 
     def __init__(self, op: str, left: Cond, right: Cond):
         self.op, self.left, self.right = op, left, right
 
     def nonnull_facts(self) -> FrozenSet[Any]:
+        """Pointers known non-NULL where the combination holds."""
         if self.op == "and":
             return self.left.nonnull_facts() | self.right.nonnull_facts()
         return self.left.nonnull_facts() & self.right.nonnull_facts()
 
     def null_facts(self) -> FrozenSet[Any]:
+        """Pointers known NULL where the combination holds."""
         if self.op == "or":
             return self.left.null_facts() | self.right.null_facts()
         return self.left.null_facts() & self.right.null_facts()
 
 
 class Not(Cond):
+    """The negation of a condition (no instruction: the jump is inverted)."""
     __slots__ = ("inner",)
 
     def __init__(self, inner: Cond):
@@ -275,9 +282,11 @@ class Not(Cond):
         return self.inner
 
     def nonnull_facts(self) -> FrozenSet[Any]:
+        """Pointers known non-NULL where the negation holds."""
         return self.inner.null_facts()
 
     def null_facts(self) -> FrozenSet[Any]:
+        """Pointers known NULL where the negation holds."""
         return self.inner.nonnull_facts()
 
 

@@ -313,6 +313,7 @@ class BTF:
         return t
 
     def array_info(self, type_id: int) -> ArrayInfo:
+        """Element type and count of the array type ``type_id``."""
         t = self.resolve_type(type_id)
         if t.kind != BTF_KIND_ARRAY:
             raise BTFError("%s: %s is not an array" % (self.source, t))

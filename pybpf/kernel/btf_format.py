@@ -97,14 +97,17 @@ COMPOSITE_KINDS = frozenset((BTF_KIND_STRUCT, BTF_KIND_UNION))
 
 
 def btf_info_kind(info: int) -> int:
+    """``BTF_INFO_KIND(info)``."""
     return (info >> 24) & 0x1F
 
 
 def btf_info_vlen(info: int) -> int:
+    """``BTF_INFO_VLEN(info)``."""
     return info & 0xFFFF
 
 
 def btf_info_kflag(info: int) -> bool:
+    """``BTF_INFO_KFLAG(info)``."""
     return bool(info >> 31)
 
 
@@ -124,14 +127,17 @@ BTF_INT_BOOL = 1 << 2
 
 
 def btf_int_encoding(int_info: int) -> int:
+    """``BTF_INT_ENCODING(int_info)``."""
     return (int_info >> 24) & 0x0F
 
 
 def btf_int_offset(int_info: int) -> int:
+    """``BTF_INT_OFFSET(int_info)``."""
     return (int_info >> 16) & 0xFF
 
 
 def btf_int_bits(int_info: int) -> int:
+    """``BTF_INT_BITS(int_info)``."""
     return int_info & 0xFF
 
 
@@ -144,10 +150,12 @@ def btf_int_bits(int_info: int) -> int:
 
 
 def btf_member_bit_offset(offset: int, kind_flag: bool) -> int:
+    """``BTF_MEMBER_BIT_OFFSET``: the member's offset in bits."""
     return offset & 0xFFFFFF if kind_flag else offset
 
 
 def btf_member_bitfield_size(offset: int, kind_flag: bool) -> int:
+    """``BTF_MEMBER_BITFIELD_SIZE``: its width in bits, 0 for a whole field."""
     return offset >> 24 if kind_flag else 0
 
 

@@ -77,6 +77,7 @@ class LoadedBTF(sys.FDOwner):
         self.size = info.size
 
     def info(self) -> BTFInfo:
+        """What the kernel reports about this BTF object."""
         return btf_info(self._fd)
 
     def data(self) -> bytes:

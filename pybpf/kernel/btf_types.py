@@ -83,6 +83,7 @@ class IntInfo(NamedTuple):
 
 
 class ArrayInfo(NamedTuple):
+    """An array type: element type (typedefs skipped), element count and size."""
     elem: BTFType       # with typedefs and qualifiers skipped
     elem_type_id: int   # as declared
     nelems: int

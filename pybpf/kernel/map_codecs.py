@@ -60,11 +60,13 @@ def _fd_number(value: Any) -> int:
 
 
 def int_codec(size: int) -> Codec:
+    """Little-endian unsigned integers of ``size`` bytes."""
     return Codec(size, lambda v: v.to_bytes(size, "little"),
                  lambda b: int.from_bytes(b, "little"), "unsigned %d-byte int" % size)
 
 
 def bytes_codec(size: int) -> Codec:
+    """Raw bytes, exactly ``size`` of them."""
     return Codec(size, _as_bytes, bytes, "%d raw bytes" % size)
 
 
@@ -76,6 +78,7 @@ def fd_codec() -> Codec:
 
 
 def construct_codec(con: Any) -> Codec:
+    """Values built and parsed by a ``construct`` of fixed size."""
     return Codec(con.sizeof(), con.build, con.parse, "construct %s" % type(con).__name__)
 
 
@@ -125,6 +128,7 @@ def _checked(codec: Codec, value: Any) -> bytes:
 
 
 def refusing_codec(reason: str) -> Codec:
+    """A codec that raises ``TypeError(reason)`` on use (maps without values)."""
     def refuse(_value: Any = None) -> bytes:
         raise TypeError(reason)
     return Codec(0, refuse, refuse, "nothing")
@@ -135,6 +139,7 @@ KeyType = Any   # None (default for the type), int, bytes, a construct, or a Cod
 
 def codec_for(given: KeyType, size: int, default: Callable[[int], Codec], role: str,
            map_name: str) -> Codec:
+    """The codec for a key or value given as a codec, a construct, a type or None."""
     if isinstance(given, Codec):
         codec = given
     elif given is None:
@@ -155,4 +160,5 @@ def codec_for(given: KeyType, size: int, default: Callable[[int], Codec], role: 
 
 
 def plain_codec(size: int) -> Codec:
+    """Integers for sizes 1, 2, 4 and 8, raw bytes otherwise."""
     return int_codec(size) if size in (1, 2, 4, 8) else bytes_codec(size)

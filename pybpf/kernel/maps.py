@@ -132,6 +132,7 @@ class Map(sys.FDOwner):
     @classmethod
     def from_id(cls, map_id: int, *, name: Optional[str] = None, key: KeyType = None,
                 value: KeyType = None) -> "Map":
+        """Open the map with kernel id ``map_id`` (decoded as given)."""
         return cls.from_fd(MAPS.open(map_id), name=name, key=key, value=value)
 
     @classmethod
@@ -141,9 +142,11 @@ class Map(sys.FDOwner):
         return cls.from_fd(_pin.open_pinned(path, flags), name=name, key=key, value=value)
 
     def pin(self, path: str) -> None:
+        """Pin the map at ``path`` in bpffs."""
         _pin.pin(self._fd, path)
 
     def info(self) -> MapInfo:
+        """What the kernel reports about the map now."""
         return map_info(self._fd)
 
     # --- ownership (fileno, closed and ``with`` come from FDOwner) ----------------------------
@@ -154,6 +157,7 @@ class Map(sys.FDOwner):
 
     def close(self) -> None:
         # A reused fd number must never be hit by a stale call: -1 gives EBADF.
+        """Drop our fd and the buffers our calls use."""
         for attr in (self._attr, self._delete_attr, self._keyless_attr):
             attr.map_fd = 0xFFFFFFFF
         super().close()
@@ -255,6 +259,7 @@ class Map(sys.FDOwner):
         return self._value.decode(raw)
 
     def get(self, key: Any, default: Any = None) -> Any:
+        """The value at ``key``, or ``default`` when absent."""
         raw = self._lookup_raw(self._encode_key(key))
         return default if raw is None else self._value.decode(raw)
 
@@ -382,16 +387,19 @@ class Map(sys.FDOwner):
                 yield raw_key, raw_value
 
     def keys(self) -> Iterator[Any]:
+        """Every key, decoded (walked with BPF_MAP_GET_NEXT_KEY)."""
         decode = self._key.decode
         return (decode(raw) for raw in self._raw_keys())
 
     __iter__ = keys
 
     def values(self) -> Iterator[Any]:
+        """Every value, decoded."""
         decode = self._value.decode
         return (decode(raw) for _, raw in self._raw_items())
 
     def items(self) -> Iterator[Tuple[Any, Any]]:
+        """Every (key, value), decoded."""
         key, value = self._key.decode, self._value.decode
         return ((key(k), value(v)) for k, v in self._raw_items())
 

@@ -283,6 +283,7 @@ def prog_jited(fd: Fileno) -> bytes:
 
 
 def prog_map_ids(fd: Fileno) -> Tuple[int, ...]:
+    """The ids of the maps a loaded program uses."""
     return _prog_info_numbers(fd, "nr_map_ids", "map_ids", "I")
 
 
@@ -450,6 +451,7 @@ class ObjectKind:
         return self._decode(fd, get_info(fd, self._info_struct()))
 
     def info_by_id(self, object_id: int):
+        """The facts of the object with ``object_id``."""
         with self.open(object_id) as fd:
             return self.info(fd)
 

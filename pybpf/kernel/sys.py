@@ -198,10 +198,12 @@ class LinkCreateAttr(ctypes.Structure):
 
 
 class LinkDetachAttr(ctypes.Structure):
+    """``bpf_attr`` of BPF_LINK_DETACH."""
     _fields_ = [("link_fd", ctypes.c_uint32)]
 
 
 class EnableStatsAttr(ctypes.Structure):
+    """``bpf_attr`` of BPF_ENABLE_STATS."""
     _fields_ = [("type", ctypes.c_uint32)]
 
 
@@ -321,6 +323,7 @@ class FD:
         self._fd = fd
 
     def fileno(self) -> int:
+        """The descriptor's number (``ValueError`` once closed)."""
         if self._fd < 0:
             raise ValueError("file descriptor is closed")
         return self._fd
@@ -330,11 +333,13 @@ class FD:
         return self._fd < 0
 
     def close(self) -> None:
+        """Close the descriptor; closing twice is harmless."""
         fd, self._fd = self._fd, -1
         if fd >= 0:
             os.close(fd)
 
     def dup(self) -> "FD":
+        """A new descriptor for the same object."""
         return FD(os.dup(self.fileno()))
 
     def __enter__(self):
@@ -385,6 +390,7 @@ class FDOwner:
     _fd: FD
 
     def fileno(self) -> int:
+        """The number of the fd this object owns."""
         return self._fd.fileno()
 
     @property
@@ -474,6 +480,7 @@ def bpf_fd(cmd: int, attr: ctypes.Structure, op: Optional[str] = None) -> FD:
 
 def perf_event_open(attr: PerfEventAttr, pid: int, cpu: int, group_fd: int = -1,
                     flags: int = PERF_FLAG_FD_CLOEXEC) -> FD:
+    """``perf_event_open(2)``: an owned fd, or the error as an exception."""
     attr.size = ctypes.sizeof(attr)
     ret = _syscall(NR_perf_event_open, ctypes.byref(attr), ctypes.c_int(pid), ctypes.c_int(cpu),
                    ctypes.c_int(group_fd), ctypes.c_ulong(flags))
@@ -483,6 +490,7 @@ def perf_event_open(attr: PerfEventAttr, pid: int, cpu: int, group_fd: int = -1,
 
 
 def ioctl(fd: int, request: int, arg: int = 0, op: str = "ioctl") -> int:
+    """``ioctl(2)`` on ``fd``; the error as an exception naming ``op``."""
     ret = _ioctl(fd, request, arg)
     if ret < 0:
         raise error_for(ctypes.get_errno(), op)

@@ -82,6 +82,7 @@ class TracepointFormat(NamedTuple):
         return tuple(f for f in self.fields if not f.name.startswith("common_"))
 
     def field(self, name: str) -> Field:
+        """The field ``name`` of the record (``KeyError`` naming the fields when absent)."""
         for f in self.fields:
             if f.name == name:
                 return f
