@@ -19,7 +19,7 @@ setting) to load variants of the same programs side by side.
 
 import copy
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from .asm import AssembledProgram
 from .kernel.map_spec import MapSpec
@@ -36,8 +36,7 @@ class ProgramSpec:
     instruction set version the code needs (4: Linux 6.6). ``btf`` and
     ``func_info`` ((slot, BTF FUNC id) per function) describe the program's
     functions; the kernel requires them when a program takes a function's
-    address (a ``bpf_loop`` callback). ``source`` is what made the spec
-    (the DSL declaration), for messages and disassembly.
+    address (a ``bpf_loop`` callback).
     """
     name: str
     prog_type: int
@@ -47,7 +46,6 @@ class ProgramSpec:
     cpu: int = 3
     btf: Optional[bytes] = None
     func_info: Sequence[Tuple[int, int]] = ()
-    source: Any = None
 
 
 @dataclass
@@ -98,8 +96,3 @@ class CollectionSpec:
                            % (", ".join(unknown), ", ".join(sorted(owners)) or "none"))
         for name, value in values.items():
             owners[name].values[name] = value
-
-    def program_names(self, prog_types: Optional[Sequence[int]] = None) -> List[str]:
-        """The programs' names in order, or those of ``prog_types``."""
-        return [name for name, spec in self.programs.items()
-                if prog_types is None or spec.prog_type in prog_types]

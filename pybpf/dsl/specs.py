@@ -59,7 +59,7 @@ def _programs_of(source: Union[ModuleType, Iterable[ProgramDecl]]) -> List[Progr
 def _program_spec(program: ProgramDecl, code: Any) -> ProgramSpec:
     """One program's spec; one with subprograms gets the BTF of its functions."""
     spec = ProgramSpec(program.name, program.prog_type, program.target, code,
-                       license=program.license, cpu=program.cpu, source=program)
+                       license=program.license, cpu=program.cpu)
     subprograms = program.subprograms()
     if subprograms:
         spec.btf, spec.func_info = function_btf(code, 1, [(s.label, len(s.params))
