@@ -55,18 +55,19 @@ def cache_dir() -> str:
 
 
 def _sources(modules: Iterable[Any]) -> List[str]:
-    """Every file whose change could change the code: the DSL, assembler
-    and ISA, and every module beside the program modules (the libraries
+    """Every file whose change could change the code: all of pybpf (the
+    DSL, assembler and ISA, and what they read: constants, BTF, tracefs
+    formats) and every module beside the program modules (the libraries
     they import, such as ``lib_paths``, live there too)."""
     import pybpf
-    root = os.path.dirname(os.path.abspath(pybpf.__file__))
-    files = [os.path.join(root, name) for name in ("asm.py", "isa.py", "helper_defs.py",
-                                                   "helper_proto.py")]
-    dsl = os.path.join(root, "dsl")
-    files += sorted(os.path.join(dsl, n) for n in os.listdir(dsl) if n.endswith(".py"))
-    for folder in sorted({os.path.dirname(os.path.abspath(m.__file__)) for m in modules}):
-        files += sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".py"))
-    return files
+    folders = {os.path.dirname(os.path.abspath(pybpf.__file__))}
+    folders.update(os.path.dirname(os.path.abspath(m.__file__)) for m in modules)
+    files = set()
+    for folder in folders:
+        for root, dirs, names in os.walk(folder):
+            dirs[:] = [d for d in dirs if d != "__pycache__"]
+            files.update(os.path.join(root, n) for n in names if n.endswith(".py"))
+    return sorted(files)
 
 
 def cache_key(modules: Iterable[Any]) -> str:
