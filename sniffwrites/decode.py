@@ -17,8 +17,7 @@ from typing import Any, Dict, Tuple
 import construct
 
 from pybpf.kernel.records import decoder_for
-from pybpf.programs import lib_sniffwrites_records as records
-from pybpf.programs import lib_sniffwrites_walk as walk
+from sniffwrites.bpf import records
 
 
 def header_struct(layout: Any, stop: str) -> struct.Struct:
@@ -53,8 +52,8 @@ def _fixed(cls: Any) -> Tuple[struct.Struct, Tuple[str, ...]]:
 
 IO_STRUCT, IO_FIELDS = _fixed(records.Io)
 AGG_STRUCT, AGG_FIELDS = _fixed(records.Agg)
-FILE_STRUCT = header_struct(walk.FileRec.layout, "path")
-FILE_FIELDS = tuple(n for n in walk.FileRec.layout.fields if n != "path")
+FILE_STRUCT = header_struct(records.FileRec.layout, "path")
+FILE_FIELDS = tuple(n for n in records.FileRec.layout.fields if n != "path")
 TEXT_STRUCT = header_struct(records.Text.layout, "text")
 TEXT_FIELDS = tuple(n for n in records.Text.layout.fields if n != "text")
 

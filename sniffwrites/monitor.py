@@ -36,31 +36,23 @@ from .sink import OutputClosed, Sink
 POLL_SECONDS = 0.1
 
 
-def programs_module() -> Any:
-    from pybpf.programs import sniffwrites
-    return sniffwrites
-
-
 def collection(cfg: Config) -> Any:
     """The programs this configuration needs (``sniff_fork`` only to follow)."""
     from pybpf.dsl import Collection
-    sw = programs_module()
-    specs = [sw.sniff_exit, sw.sniff_close, sw.sniff_exec, sw.sniff_exit_group]
+
+    from .bpf import hooks
+    specs = [hooks.sniff_sys_exit, hooks.sniff_close, hooks.sniff_exec, hooks.sniff_proc_exit]
     if cfg.follow and not cfg.debug:
-        specs.append(sw.sniff_fork)
+        specs.append(hooks.sniff_fork)
     return Collection(specs)
 
 
 def prebuild_all() -> bool:
-    """Every program of the module from the build cache (or built and
+    """Every program of the kernel side from the build cache (or built and
     cached): see :mod:`sniffwrites.buildcache`."""
-    from pybpf.dsl import Program
-    from pybpf.programs import lib_sniffwrites_walk
-
+    from .bpf import hooks
     from .buildcache import prebuild
-    sw = programs_module()
-    programs = [v for v in vars(sw).values() if isinstance(v, Program)]
-    return prebuild(programs, [sw, lib_sniffwrites_walk])
+    return prebuild(list(hooks.PROGRAMS), list(hooks.SOURCE_MODULES))
 
 
 def dump_bytecode(cfg: Config) -> str:
@@ -103,8 +95,8 @@ class Monitor:
         self.formatter = formatter or Formatter(cfg.fmt, verbose=cfg.verbose or cfg.debug)
         self.log = log or (lambda message: print("sniffwrites: " + message, file=sys.stderr,
                                                  flush=True))
-        sw = programs_module()
-        self.processor = Processor(cfg, self.formatter, sw.syscall_names())
+        from .bpf.syscalls import syscall_names
+        self.processor = Processor(cfg, self.formatter, syscall_names())
         self._stack = ExitStack()
         self._collection: Any = None
         self.reader: Any = None
@@ -124,14 +116,16 @@ class Monitor:
         """Build, load, fill the maps, attach, open the reader. Everything
         made is closed again if a step fails."""
         started = time.perf_counter()
-        sw = programs_module()
         cfg = self.cfg
+        from .bpf.emit import events
+        from .bpf.fdcache import fds
+        from .bpf.syscalls import syscall_table
         try:
-            sw.events.max_entries = cfg.ring_size
-            sw.fds.max_entries = cfg.fd_cache_size
+            events.max_entries = cfg.ring_size
+            fds.max_entries = cfg.fd_cache_size
             prebuild_all()
             coll = collection(cfg)
-            coll.load(config=cfg.kernel_settings(os.getpid(), sw.syscall_table()))
+            coll.load(config=cfg.kernel_settings(os.getpid(), syscall_table()))
             self._stack.callback(coll.close)
             self._collection = coll
             watched = coll.maps["watched"]
@@ -269,11 +263,11 @@ class Monitor:
         ring = self.reader.lost() if self.reader is not None and not self.reader.closed \
             else self._ring_lost
         self._ring_lost = ring or 0
-        return {"lost_records": self._ring_lost + counters.get("text_lost", 0),
+        return {"lost_records": self._ring_lost,
                 "map_full": counters.get("fd_map_full", 0) + counters.get("proc_map_full", 0),
                 "walk_failed": counters.get("walk_failed", 0),
                 "sweep_incomplete": counters.get("sweep_incomplete", 0),
-                "aggregate_untracked": counters.get("agg_lost", 0)}
+                "aggregate_untracked": counters.get("aggregate_untracked", 0)}
 
     def _report_losses(self) -> None:
         now = self.losses()

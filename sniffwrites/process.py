@@ -14,7 +14,7 @@ import struct
 from collections import Counter
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from pybpf.programs import lib_sniffwrites_records as records
+from sniffwrites.bpf import records
 
 from .config import Config
 from .decode import AGG_STRUCT, FILE_STRUCT, IO_STRUCT, TEXT_STRUCT, comm_of

@@ -131,10 +131,10 @@ def test_dump_bytecode_prints_the_programs_and_loads_nothing(watched):
     result = subprocess.run(cli("monitor", "-d", watched, "--dump-bytecode"), cwd=REPO,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    for name in ("sniff_exit", "sniff_close", "sniff_exec", "sniff_exit_group"):
+    for name in ("sniff_sys_exit", "sniff_close", "sniff_exec", "sniff_proc_exit"):
         assert "; ---- %s:" % name in result.stdout
     assert "call bpf_probe_read_kernel" in result.stdout
-    assert "programs/sniffwrites.py:" in result.stdout      # source lines interleaved
+    assert "sniffwrites/bpf/hooks.py:" in result.stdout      # source lines interleaved
     assert_no_new_objects(before)
 
 
@@ -553,13 +553,10 @@ def test_a_kernel_refusal_is_one_line(tmp_path, watched, monkeypatch, capsys):
 # --- the build cache --------------------------------------------------------------------------
 
 def test_the_build_cache_gives_the_same_code_and_survives_corruption(tmp_path):
-    from pybpf.dsl import Program
-    from pybpf.programs import lib_sniffwrites_walk
     from sniffwrites import buildcache
-    from sniffwrites.monitor import programs_module
-    sw = programs_module()
-    programs = [v for v in vars(sw).values() if isinstance(v, Program)]
-    modules = [sw, lib_sniffwrites_walk]
+    from sniffwrites.bpf import hooks
+    programs = list(hooks.PROGRAMS)
+    modules = list(hooks.SOURCE_MODULES)
     built = {p.name: p.build().instructions for p in programs}
     assert buildcache.prebuild(programs, modules, str(tmp_path)) is False    # fills it
     (entry,) = os.listdir(str(tmp_path))
@@ -567,7 +564,7 @@ def test_the_build_cache_gives_the_same_code_and_survives_corruption(tmp_path):
         p._built.clear()
     assert buildcache.prebuild(programs, modules, str(tmp_path)) is True     # a hit
     assert {p.name: p.build().instructions for p in programs} == built
-    assert {s.label for s in sw.sniff_exit.subprograms()} >= {"track_fd", "walk_step"}
+    assert {s.label for s in hooks.sniff_sys_exit.subprograms()} >= {"track_fd", "walk_step"}
     with open(os.path.join(str(tmp_path), entry), "wb") as f:
         f.write(b"not a pickle")
     for p in programs:

@@ -8,8 +8,7 @@ import struct
 
 import pytest
 
-from pybpf.programs import lib_sniffwrites_records as records
-from pybpf.programs import lib_sniffwrites_walk as walk
+from sniffwrites.bpf import records
 from sniffwrites import decode
 from sniffwrites.config import Config, ConfigError, kernel_dev, parse_operations
 from sniffwrites.output import Formatter
@@ -146,7 +145,7 @@ def run(cfg, *views):
 
 def test_the_struct_formats_are_the_kernel_declarations():
     assert decode.IO_STRUCT.size == records.Io.layout.size == 80
-    assert decode.FILE_STRUCT.size == walk.FILE_HEADER
+    assert decode.FILE_STRUCT.size == records.FILE_HEADER
     assert decode.TEXT_STRUCT.size == records.Text.layout.fields["text"].offset
     assert decode.AGG_STRUCT.size == records.Agg.layout.size
 
