@@ -9,18 +9,18 @@ close_range, ftruncate and the path-based operations (truncate, unlink,
 rename: no fd, only names, matched by :func:`path_start`).
 """
 
-from pybpf.dsl import PerCPUArray, Ptr, UserPtr, s32, s64, subprogram, u8, u16, u32, u64
+from pybpf.dsl import PerCPUArray, Ptr, UserPtr, s64, subprogram, u8, u16, u32, u64
 
 from .emit import count, emit_io, read_text, report_path_op, send_capture, send_text, texts
 from .fdcache import (AT_FDCWD, SWEEP_CLOSE_RANGE, count_io, fds, raise_max_fd, report_close,
                       sweep, track_dir, track_fd)
-from .records import (FILE_WATCHED, IO_IMPLICIT, IO_PATH_OP, OP_DUP, OP_OPEN, OP_READ,
-                      OP_RENAME, OP_TRUNCATE, OP_UNLINK, OP_WRITE, TEXT_GIVEN, TEXT_NAME,
-                      TEXT_NEW_NAME, FdInfo, FdKey)
+from .records import (IO_IMPLICIT, IO_PATH_OP, OP_DUP, OP_OPEN, OP_READ, OP_RENAME,
+                      OP_TRUNCATE, OP_UNLINK, OP_WRITE, TEXT_GIVEN, TEXT_NAME, TEXT_NEW_NAME,
+                      FdInfo, FdKey)
 from .settings import (MAX_PREFIXES, op_wanted, process_filtered_out, process_wanted, reported,
                        settings)
 from .syscalls import (CL_CLOSE_RANGE, CL_DUP2, CL_FCNTL, CL_FTRUNCATE, CL_OPEN, CL_OPENAT2,
-                       CL_READ, CL_RENAMEAT, CL_TRUNCATE, CL_UNLINK, CL_UNLINKAT, CL_WRITE, Call,
+                       CL_RENAMEAT, CL_TRUNCATE, CL_UNLINK, CL_UNLINKAT, CL_WRITE, Call,
                        syscall_number)
 from .walk import scratch_box
 
