@@ -94,6 +94,9 @@ def descendants(pid: int) -> List[int]:
 
 
 class Monitor:
+    """One run: the kernel objects, the reader lending records to
+    :attr:`pipeline`, the loss account, and the sink the lines go to."""
+
     def __init__(self, cfg: Config, sink: Optional[Sink] = None,
                  formatter: Optional[Formatter] = None, log=None):
         self.cfg = cfg
