@@ -3,7 +3,7 @@
 :class:`Config` is built from the command line (:mod:`sniffwrites.cli`)
 and is all the rest of the app looks at. :func:`Config.kernel_settings`
 turns it into the values of the frozen ``settings`` of
-:mod:`pybpf.programs.sniffwrites`: the filters run in the kernel, before
+:mod:`sniffwrites.bpf.settings`: the filters run in the kernel, before
 anything is emitted. Nothing here touches the kernel.
 
 >>> cfg = Config.make(dirs=["/"], operations="read,write")
@@ -111,9 +111,12 @@ class Config:
         ring = options.get("ring_size", 1 << 24)
         if ring < 4096 or ring & (ring - 1):
             raise ConfigError("--ring-size must be a power of two of at least 4096 bytes")
-        if len(unique) > 4 or any(len(os.fsencode(w.path)) >= 255 for w in unique.values()):
+        from .bpf.settings import MAX_PREFIXES, PREFIX_LEN
+        if len(unique) > MAX_PREFIXES or any(len(os.fsencode(w.path)) >= PREFIX_LEN - 1
+                                             for w in unique.values()):
             warnings.append("absolute names of truncate/rename/unlink are matched against the "
-                            "first 4 watched directories under 255 bytes only")
+                            "first %d watched directories under %d bytes only"
+                            % (MAX_PREFIXES, PREFIX_LEN - 1))
         cache = options.get("fd_cache_size", 1 << 18)
         if not 1 <= cache <= 1 << 24:
             raise ConfigError("--fd-cache-size must be between 1 and %d" % (1 << 24))
@@ -124,14 +127,15 @@ class Config:
     # -- what the kernel side is told ---------------------------------------------------------
 
     def kernel_settings(self, self_tgid: int, syscall_table: List[int]) -> Dict[str, object]:
-        """Values for ``programs.sniffwrites.settings``."""
-        from pybpf.programs import lib_sniffwrites_records as records
-        prefixes = [b""] * 4
-        for index, w in enumerate(self.dirs[:4]):
+        """Values for :data:`sniffwrites.bpf.settings.settings`."""
+        from .bpf.records import OP_NAMES
+        from .bpf.settings import MAX_PREFIXES, PREFIX_LEN
+        prefixes = [b""] * MAX_PREFIXES
+        for index, w in enumerate(self.dirs[:MAX_PREFIXES]):
             prefix = os.fsencode(w.path.rstrip("/") + "/")
-            prefixes[index] = prefix if len(prefix) < 256 else b""
+            prefixes[index] = prefix if len(prefix) < PREFIX_LEN else b""
         ops = 0
-        for number, name in records.OP_NAMES.items():
+        for number, name in OP_NAMES.items():
             if name in self.operations or name == "dup":
                 ops |= 1 << number
         comm = (self.comm or b"").ljust(TASK_COMM_LEN, b"\0")
@@ -147,8 +151,7 @@ class Config:
             "aggregate": int(self.aggregate),
             "capture": self.capture,
             "ops": (1 << 16) - 1 if self.debug else ops,
-            "prefix0": prefixes[0], "prefix1": prefixes[1], "prefix2": prefixes[2],
-            "prefix3": prefixes[3],
+            **{"prefix%d" % index: prefix for index, prefix in enumerate(prefixes)},
             "syscalls": syscall_table,
         }
 

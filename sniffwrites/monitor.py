@@ -1,12 +1,13 @@
 """Load, attach, read, report, and take everything down again.
 
 :class:`Monitor` owns the kernel side for one run: it builds the programs of
-:mod:`pybpf.programs.sniffwrites` (the config becomes their frozen
-``settings``), fills the watched-directory map, attaches, and reads the ring
-buffer into a :class:`~sniffwrites.process.Processor`, whose lines go to a
-:class:`~sniffwrites.sink.Sink`. Every ``interval`` it reports losses that
-happened since the last look (``{"type": "lost"}``) and, with
-``--aggregate``, the counts of files still open. On stop (SIGINT, SIGTERM,
+:mod:`sniffwrites.bpf.hooks` (the config becomes their frozen
+``settings``), fills the watched-directory map, attaches, and lends the ring
+buffer's records to a :class:`~sniffwrites.pipeline.Pipeline` (the reader's
+handler), whose lines go to a :class:`~sniffwrites.sink.Sink`. Every
+``interval`` it reports losses that happened since the last look
+(``{"type": "lost"}``, from its :class:`~sniffwrites.losses.LossAccount`)
+and, with ``--aggregate``, the counts of files still open. On stop (SIGINT, SIGTERM,
 ``--duration``, a closed pipe) it detaches first, drains what the ring still
 holds, and closes every program, map and link it made: no BPF object
 outlives the process.
@@ -29,27 +30,29 @@ from typing import Any, Dict, List, Optional
 from pybpf.loader import Collection
 from pybpf.safe_files import open_output_file
 
+from .bpf import hooks
+from .bpf.emit import counters, events
+from .bpf.fdcache import fds as fd_cache
+from .bpf.settings import followed
+from .bpf.syscalls import syscall_names, syscall_table
+from .bpf.walk import watched
 from .config import Config
-from .events import OPERATIONS, Aggregate, Lost
+from .events import OPERATIONS, Aggregate
+from .losses import LossAccount
 from .output import Formatter
-from .process import Processor
+from .pipeline import Pipeline
 from .sink import OutputClosed, Sink
+from .views import MIN_RECORD_SIZE
 
 #: Longest wait for records before looking at signals and timers.
 POLL_SECONDS = 0.1
 
 
-def programs_module() -> Any:
-    from pybpf.programs import sniffwrites
-    return sniffwrites
-
-
 def programs(cfg: Config) -> List[Any]:
     """The programs this configuration needs (``sniff_fork`` only to follow)."""
-    sw = programs_module()
-    chosen = [sw.sniff_exit, sw.sniff_close, sw.sniff_exec, sw.sniff_exit_group]
+    chosen = [hooks.sniff_sys_exit, hooks.sniff_close, hooks.sniff_exec, hooks.sniff_proc_exit]
     if cfg.follow and not cfg.debug:
-        chosen.append(sw.sniff_fork)
+        chosen.append(hooks.sniff_fork)
     return chosen
 
 
@@ -58,21 +61,16 @@ def collection_spec(cfg: Config) -> Any:
     sized as it says."""
     from pybpf.dsl import collection_spec as spec_of
     spec = spec_of(programs(cfg))
-    spec.maps["events"].max_entries = cfg.ring_size
-    spec.maps["fds"].max_entries = cfg.fd_cache_size
+    spec.maps[events.name].max_entries = cfg.ring_size
+    spec.maps[fd_cache.name].max_entries = cfg.fd_cache_size
     return spec
 
 
 def prebuild_all(cache_dir: Optional[str] = None) -> bool:
-    """Every program of the module from the build cache in ``cache_dir``
-    (or built and cached): see :mod:`sniffwrites.buildcache`."""
-    from pybpf.dsl import ProgramDecl
-    from pybpf.programs import lib_sniffwrites_walk
-
+    """Every program of the kernel side from the build cache in
+    ``cache_dir`` (or built and cached): see :mod:`sniffwrites.buildcache`."""
     from .buildcache import prebuild
-    sw = programs_module()
-    programs = [v for v in vars(sw).values() if isinstance(v, ProgramDecl)]
-    return prebuild(programs, [sw, lib_sniffwrites_walk], cache_dir)
+    return prebuild(list(hooks.PROGRAMS), list(hooks.SOURCE_MODULES), cache_dir)
 
 
 def dump_bytecode(cfg: Config) -> str:
@@ -108,6 +106,9 @@ def descendants(pid: int) -> List[int]:
 
 
 class Monitor:
+    """One run: the kernel objects, the reader lending records to
+    :attr:`pipeline`, the loss account, and the sink the lines go to."""
+
     def __init__(self, cfg: Config, sink: Optional[Sink] = None,
                  formatter: Optional[Formatter] = None, log=None):
         self.cfg = cfg
@@ -115,8 +116,8 @@ class Monitor:
         self.formatter = formatter or Formatter(cfg.fmt, verbose=cfg.verbose or cfg.debug)
         self.log = log or (lambda message: print("sniffwrites: " + message, file=sys.stderr,
                                                  flush=True))
-        sw = programs_module()
-        self.processor = Processor(cfg, self.formatter, sw.syscall_names())
+        self.pipeline = Pipeline(cfg, self.formatter, self._write, syscall_names())
+        self.losses = LossAccount()
         self._stack = ExitStack()
         self._collection: Any = None
         self.reader: Any = None
@@ -124,9 +125,6 @@ class Monitor:
         self._reopen = False
         self.exit_reason = ""
         self.startup_seconds = 0.0
-        self._ring_lost = 0
-        self._counters: Dict[str, int] = {}
-        self._reported_lost = (0, 0)
         self._snapshots: Dict[Any, tuple] = {}
         self._cut_sweeps_seen = 0
 
@@ -136,26 +134,25 @@ class Monitor:
         """Build, load, fill the maps, attach, open the reader. Everything
         made is closed again if a step fails."""
         started = time.perf_counter()
-        sw = programs_module()
         cfg = self.cfg
         try:
             prebuild_all(cfg.cache_dir)
             coll = Collection(collection_spec(cfg),
-                              config=cfg.kernel_settings(os.getpid(), sw.syscall_table()))
+                              config=cfg.kernel_settings(os.getpid(), syscall_table()))
             self._stack.callback(coll.close)
             self._collection = coll
-            watched = coll.maps["watched"]
+            watched_map = coll.maps[watched.name]
             for index, w in enumerate(cfg.dirs, 1):
-                watched[{"dev": w.kernel_dev, "pad": 0, "ino": w.ino}] = index
+                watched_map[{"dev": w.kernel_dev, "pad": 0, "ino": w.ino}] = index
             if cfg.follow and not cfg.debug:
-                followed = coll.maps["followed"]
+                followed_map = coll.maps[followed.name]
                 for pid in [cfg.pid] + descendants(cfg.pid):
-                    followed[pid] = 1
+                    followed_map[pid] = 1
             coll.attach()
             from pybpf.kernel.ringbuf import RingBufReader
             self.reader = self._stack.enter_context(RingBufReader(
-                coll.maps["events"], lost_counter_map=coll.maps["events_lost"],
-                decoder=self.processor))
+                coll.maps[events.name], lost_counter_map=coll.maps[events.lost.name]))
+            self.losses = LossAccount(self.reader, coll.maps[counters.name])
         except BaseException:
             self.close()
             raise
@@ -196,15 +193,14 @@ class Monitor:
         interval = cfg.interval or 1.0
         next_tick = time.monotonic() + interval
         eager = self.sink.path is None
-        read = self.reader.read
+        consume, handle = self.reader.consume, self.pipeline.handle
         # What start-up made (the DSL, the programs, BTF) lives until exit:
         # keep it out of the collector's full passes, which would otherwise
         # pause the reader while the ring fills.
         gc.freeze()
         try:
             while not self._stop:
-                read(timeout=POLL_SECONDS)
-                self._write(self.processor.take_lines())
+                consume(handle, min_size=MIN_RECORD_SIZE, timeout=POLL_SECONDS)
                 if eager:
                     self.sink.flush()
                 if self._reopen:
@@ -227,22 +223,16 @@ class Monitor:
         self._purge_after_cut_sweeps()
         if self.cfg.aggregate:
             self._snapshot()
-        self._write(self.processor.take_lines())
         self.sink.flush()
 
     def finish(self) -> None:
         """Detach, drain the ring, report the last losses and the summary."""
         self._detach()
-        before = -1
-        while self.processor.records != before:     # until a read brings nothing
-            before = self.processor.records
-            self.reader.read(timeout=0)
-            self._write(self.processor.take_lines())
-        self._write(self.processor.take_lines())
+        while self.reader.consume(self.pipeline.handle, min_size=MIN_RECORD_SIZE, timeout=0):
+            pass                                    # until a read brings nothing
         if self.cfg.aggregate:
             self._snapshot()
         self._report_losses()
-        self._write(self.processor.take_lines())
         self.write_summary()
         self.sink.flush()
 
@@ -259,40 +249,10 @@ class Monitor:
 
     # -- losses and counts ----------------------------------------------------------------
 
-    def kernel_counters(self) -> Dict[str, int]:
-        totals: Dict[str, int] = {}
-        if self._collection is None:
-            return dict(self._counters)
-        try:
-            per_cpu = self._collection.maps["counters"][0]
-        except (KeyError, OSError):
-            return dict(self._counters)
-        for values in per_cpu:
-            for name, value in values.items():
-                if not name.startswith("_"):
-                    totals[name] = totals.get(name, 0) + value
-        self._counters = totals
-        return totals
-
-    def losses(self) -> Dict[str, int]:
-        counters = self.kernel_counters()
-        ring = self.reader.lost() if self.reader is not None and not self.reader.closed \
-            else self._ring_lost
-        self._ring_lost = ring or 0
-        return {"lost_records": self._ring_lost + counters.get("text_lost", 0),
-                "map_full": counters.get("fd_map_full", 0) + counters.get("proc_map_full", 0),
-                "walk_failed": counters.get("walk_failed", 0),
-                "sweep_incomplete": counters.get("sweep_incomplete", 0),
-                "aggregate_untracked": counters.get("agg_lost", 0)}
-
     def _report_losses(self) -> None:
-        now = self.losses()
-        ring, full = now["lost_records"], now["map_full"]
-        last_ring, last_full = self._reported_lost
-        if ring > last_ring or full > last_full:
-            self._reported_lost = (ring, full)
-            self.processor.lines.append(self.formatter.lost(
-                Lost(time.monotonic_ns(), ring - last_ring, full - last_full)))
+        lost = self.losses.notice(time.monotonic_ns())
+        if lost is not None:
+            self._write([self.formatter.lost(lost)])
 
     def _purge_after_cut_sweeps(self) -> None:
         """A sweep cut short (``sweep_incomplete``: past MAX_SWEEP_BOUNDED fds
@@ -300,11 +260,11 @@ class Monitor:
         that exited, where a reused pid would find them: drop the entries of
         every process that is gone. A deleted entry costs one walk, never a
         wrong answer."""
-        cut = self._counters.get("sweep_incomplete", 0)
+        cut = self.losses.counter("sweep_incomplete")
         if cut == self._cut_sweeps_seen or self._collection is None:
             return
         self._cut_sweeps_seen = cut
-        fds = self._collection.maps["fds"]
+        fds = self._collection.maps[fd_cache.name]
         gone = [key for key in fds.keys() if not os.path.exists("/proc/%d" % key.tgid)]
         for key in gone:
             try:
@@ -317,10 +277,10 @@ class Monitor:
         coll = self._collection
         if coll is None:
             return
-        fds = coll.maps["fds"]
-        processor = self.processor
+        fds = coll.maps[fd_cache.name]
+        pipeline = self.pipeline
         now = time.monotonic_ns()
-        for (pid, fd), file_id in list(processor.open_files.items()):
+        for (pid, fd), file_id in list(pipeline.open_files.items()):
             value = fds.get({"tgid": pid, "fd": fd})
             if value is None or value.file_id != file_id:
                 continue
@@ -328,10 +288,10 @@ class Monitor:
             if self._snapshots.get((pid, fd, file_id)) == counts:
                 continue
             self._snapshots[(pid, fd, file_id)] = counts
-            info, _ = processor.table.lookup(file_id, pid, fd)
-            processor.emit_aggregate(Aggregate(now, pid, pid, 0, 0, self._comm(pid), fd,
-                                               info.path, *counts, False, info.truncated))
-        live = set(processor.open_files.items())
+            info, _ = pipeline.table.lookup(file_id, pid, fd)
+            pipeline.report_aggregate(Aggregate(now, pid, pid, 0, 0, self._comm(pid), fd,
+                                                info.path, *counts, False, info.truncated))
+        live = set(pipeline.open_files.items())
         for key in list(self._snapshots):
             if ((key[0], key[1]), key[2]) not in live:
                 del self._snapshots[key]
@@ -345,15 +305,15 @@ class Monitor:
             return b"?"
 
     def summary(self) -> Dict[str, int]:
-        processor = self.processor
-        ops = processor.ops
+        pipeline = self.pipeline
+        ops = pipeline.ops
         counts = {"events": sum(v for k, v in ops.items() if k != "aggregate")}
         order = list(OPERATIONS) + sorted(set(ops) - set(OPERATIONS))
         for op in order:
             if ops.get(op):
                 counts[op if op == "aggregate" else "op_" + op] = ops[op]
-        counts.update(self.losses())
-        counts["unresolved_files"] = processor.table.unresolved
+        counts.update(self.losses.totals())
+        counts["unresolved_files"] = pipeline.table.unresolved
         return counts
 
     def write_summary(self) -> None:
@@ -379,11 +339,7 @@ class Monitor:
 
     def close(self) -> None:
         """Close the reader, links, programs and maps (in that order), and the sink."""
-        if self.reader is not None and not self.reader.closed:
-            try:
-                self._ring_lost = self.reader.lost() or 0
-            except OSError:
-                pass
+        self.losses.detach()
         stack, self._stack = self._stack, ExitStack()
         try:
             stack.close()

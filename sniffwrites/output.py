@@ -3,6 +3,9 @@
 This is the hottest userspace path after decoding: every event is formatted
 once. Names (paths, comms) recur, so their escaped and JSON-quoted forms are
 cached; the rest is plain string formatting, not ``json.dumps`` per event.
+One :class:`Formatter` per format; for JSON, :meth:`Formatter.json_template`
+is the one writer of an event line (the pipeline's hot path reuses its
+templates).
 
 Every name goes through :func:`sniffwrites.escape.display`: control
 characters and invalid UTF-8 are escaped, so one event is one line.
@@ -22,6 +25,12 @@ FORMATS = ("text", "table", "json")
 @lru_cache(maxsize=65536)
 def _json_name(name: bytes) -> str:
     return json.dumps(display(name), ensure_ascii=False)
+
+
+@lru_cache(maxsize=65536)
+def _json_literal(name: bytes) -> str:
+    """:func:`_json_name` for a ``%`` template (``%`` doubled)."""
+    return _json_name(name).replace("%", "%%")
 
 
 def _clock(ts_ns: int, boot_to_wall_ns: int) -> str:
@@ -117,48 +126,38 @@ class Formatter:
             " [truncated]" if ev.truncated else " [deleted]" if ev.deleted else "")
 
     def _json_event(self, ev: Event) -> str:
-        line = ('{"type": "event", "ts_ns": %d, "op": "%s", "pid": %d, "tid": %d, "ppid": %d, '
-                '"uid": %d, "comm": %s, "fd": %d, "path": %s, "bytes": %s, "ret": %d, '
+        return self.json_template(ev) % (ev.ts_ns + self.offset,
+                                         "null" if ev.bytes is None else ev.bytes, ev.ret)
+
+    def json_template(self, ev: Event) -> str:
+        """The JSON line of ``ev`` with its time, bytes and result left as
+        ``%d``, ``%s`` and ``%d`` (ts_ns on the wall clock, bytes as a
+        number or ``null``). The one JSON writer of events: the pipeline
+        keeps the template of a successful read or write and makes each
+        later one like it with a single ``%``."""
+        line = ('{"type": "event", "ts_ns": %%d, "op": "%s", "pid": %d, "tid": %d, "ppid": %d, '
+                '"uid": %d, "comm": %s, "fd": %d, "path": %s, "bytes": %%s, "ret": %%d, '
                 '"errno": %s, "flags": %d' % (
-                    ev.ts_ns + self.offset, ev.op, ev.pid, ev.tid, ev.ppid, ev.uid,
-                    _json_name(ev.comm), ev.fd, _json_name(ev.path),
-                    "null" if ev.bytes is None else ev.bytes, ev.ret,
-                    "null" if ev.ret >= 0 else '"%s"' % ev.errno, ev.flags))
+                    ev.op, ev.pid, ev.tid, ev.ppid, ev.uid, _json_literal(ev.comm), ev.fd,
+                    _json_literal(ev.path), "null" if ev.ret >= 0 else '"%s"' % ev.errno,
+                    ev.flags))
         if ev.given_path is not None:
-            line += ', "given_path": ' + _json_name(ev.given_path)
+            line += ', "given_path": ' + _json_literal(ev.given_path)
         if ev.new_path is not None:
-            line += ', "new_path": ' + _json_name(ev.new_path)
+            line += ', "new_path": ' + _json_literal(ev.new_path)
         if ev.truncated:
             line += ', "truncated": true'
         if ev.deleted:
             line += ', "deleted": true'
         if ev.data is not None:
-            line += ', "data": ' + _json_name(ev.data)
+            line += ', "data": ' + _json_literal(ev.data)
         if ev.syscall is not None:
             line += ', "syscall": "%s"' % ev.syscall
         if ev.implicit:
             line += ', "implicit": true'
         if ev.debug is not None:
-            line += ', "debug": ' + json.dumps(ev.debug)
+            line += ', "debug": ' + json.dumps(ev.debug).replace("%", "%%")
         return line + "}"
-
-    # -- the hot path ----------------------------------------------------------------
-
-    def json_io_template(self, op: str, pid: int, tid: int, ppid: int, uid: int, comm: bytes,
-                         fd: int, path: bytes, truncated: bool, deleted: bool,
-                         syscall: str) -> str:
-        """The JSON line of a successful read or write, with three ``%d``
-        left for ts_ns (kernel clock), bytes and ret: what
-        :meth:`_json_event` writes for that event (the tests check it), made
-        once per kind of record so that each event is one ``%``."""
-        middle = (', "op": "%s", "pid": %d, "tid": %d, "ppid": %d, "uid": %d, "comm": %s, '
-                  '"fd": %d, "path": %s, "bytes": ' % (op, pid, tid, ppid, uid, _json_name(comm),
-                                                      fd, _json_name(path)))
-        end = ', "errno": null, "flags": 0%s%s, "syscall": "%s"}' % (
-            ', "truncated": true' if truncated else "", ', "deleted": true' if deleted else "",
-            syscall)
-        return ('{"type": "event", "ts_ns": %d' + middle.replace("%", "%%") + '%d, "ret": %d'
-                + end.replace("%", "%%"))
 
     # -- aggregates ------------------------------------------------------------------
 

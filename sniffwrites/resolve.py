@@ -12,6 +12,10 @@ named as ``/proc/PID/fd`` shows them (``pipe:[1234]``,
 inode number the kernel sent. When an id is unknown (its FileRec was lost
 with a full ring), ``/proc/PID/fd/FD`` is the fallback, counted, and marked.
 
+:class:`Names` holds the strings of an operation (Text records) until its
+Io record comes, and makes the absolute path of a path-based operation
+from its name and the directory it starts from.
+
 >>> pseudo_name(PIPEFS_MAGIC, 1234, b"")
 b'pipe:[1234]'
 >>> join_path(b"/w/sub", b"../x//y")
@@ -19,17 +23,14 @@ b'/w/x/y'
 """
 
 import os
-from typing import Dict, NamedTuple, Optional, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Tuple
 
-# include/uapi/linux/magic.h
-PIPEFS_MAGIC = 0x50495045
-SOCKFS_MAGIC = 0x534F434B
-ANON_INODE_FS_MAGIC = 0x09041934
+from pybpf.programs.lib_paths import ANON_INODE_FS_MAGIC, PIPEFS_MAGIC, SOCKFS_MAGIC
+
+from .bpf.records import FILE_DELETED, FILE_PSEUDO, FILE_TRUNCATED, TEXT_GIVEN
+
+# include/uapi/linux/magic.h (the others are lib_paths')
 NSFS_MAGIC = 0x6E736673
-
-# FileRec.flags (programs/lib_sniffwrites_walk.py)
-FILE_WATCHED, FILE_TRUNCATED, FILE_DELETED, FILE_PSEUDO, FILE_DIRECTORY, FILE_UNCACHED = \
-    1, 2, 4, 8, 16, 64
 
 UNKNOWN = b"?"
 
@@ -136,3 +137,43 @@ class FileTable:
 
     def __len__(self) -> int:
         return len(self.files)
+
+
+#: The strings of one thread's next operation: Text.which -> (text, truncated).
+Texts = Dict[int, Tuple[bytes, bool]]
+
+
+class Names:
+    """The strings waiting for their operation, by thread."""
+
+    def __init__(self, table: FileTable):
+        self.table = table
+        self._waiting: Dict[int, Texts] = {}
+
+    def add(self, text: Any) -> None:
+        """A Text record's view: a string for the next Io of its thread."""
+        self._waiting.setdefault(text.tid, {})[text.which] = (text.text, bool(text.truncated))
+
+    def take(self, tid: int) -> Texts:
+        """The strings of ``tid``'s operation (now handled)."""
+        return self._waiting.pop(tid, {})
+
+    def given(self, tid: int) -> Optional[bytes]:
+        """The path an open of ``tid`` was given (TEXT_GIVEN), if it came."""
+        texts = self._waiting.pop(tid, None)
+        return texts[TEXT_GIVEN][0] if texts and TEXT_GIVEN in texts else None
+
+    def path_op_name(self, texts: Texts, dir_id: int,
+                     which: int) -> Tuple[Optional[bytes], Optional[bytes], bool]:
+        """(absolute path, name as given, truncated) of one name of a
+        path-based operation: the name joined to the walked start directory
+        (``dir_id``, a one-use file id; 0: none)."""
+        name, cut = texts.get(which, (None, False))
+        if name is None:
+            return None, None, False
+        directory = self.table.pop(dir_id) if dir_id else None
+        if name.startswith(b"/"):
+            return join_path(b"/", name), name, cut
+        if directory is None:
+            return None, name, cut
+        return join_path(directory.path, name), name, cut or directory.truncated

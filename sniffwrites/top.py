@@ -27,7 +27,7 @@ class TopMonitor(Monitor):
         self.totals: Dict[Key, Aggregate] = {}
         self.previous: Dict[Key, int] = {}
         self.closed: Dict[Key, Aggregate] = {}
-        self.processor.on_event = self._collect
+        self.pipeline.on_event = self._collect
         stream = getattr(sink, "_stream", sys.stdout)
         self.tty = sink.path is None and hasattr(stream, "isatty") and stream.isatty()
 

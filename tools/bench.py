@@ -85,9 +85,10 @@ def bench_isa(quick: bool) -> Dict[str, Dict[str, float]]:
     return {name: dict(r, unit="instructions/s") for name, r in results.items()}
 
 
-#: The modules of ``pybpf.programs`` whose programs the dsl benchmark builds.
-DSL_BENCH_MODULES = ("count_syscalls", "opensnoop", "feature_tour", "xdp_count", "tc_drop_port",
-                     "sniffwrites")
+#: The modules whose programs the dsl benchmark builds: the examples and sniffwrites'.
+DSL_BENCH_MODULES = tuple("pybpf.programs." + name for name in (
+    "count_syscalls", "opensnoop", "feature_tour", "xdp_count", "tc_drop_port")) + (
+    "sniffwrites.bpf.hooks",)
 
 
 def bench_dsl(quick: bool) -> Dict[str, Dict[str, float]]:
@@ -99,7 +100,7 @@ def bench_dsl(quick: bool) -> Dict[str, Dict[str, float]]:
 
     from pybpf.dsl import ProgramDecl
     programs = [value for name in DSL_BENCH_MODULES
-                for value in vars(importlib.import_module("pybpf.programs." + name)).values()
+                for value in vars(importlib.import_module(name)).values()
                 if isinstance(value, ProgramDecl)]
 
     def build_all() -> int:

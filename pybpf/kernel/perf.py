@@ -8,8 +8,9 @@ payload and ``PERF_RECORD_LOST`` the number of samples the kernel dropped
 while the ring was full, which :class:`PerfReader` adds up per CPU.
 
 The ring walking (:func:`walk_perf_records`, :class:`PerfRing`) works on any
-buffer, so tests run it on rings built in memory. Waiting, decoding and
-teardown are :class:`~pybpf.kernel.reader.RingReader`'s.
+buffer, so tests run it on rings built in memory. Waiting, lending
+records to a handler (:meth:`~pybpf.kernel.reader.RingReader.consume`),
+decoding and teardown are :class:`~pybpf.kernel.reader.RingReader`'s.
 
 Prefer the BPF ring buffer (:mod:`pybpf.kernel.ringbuf`, Linux 5.8) where
 the kernel has it: one ring for all CPUs keeps records in order across CPUs

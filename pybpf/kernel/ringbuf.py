@@ -13,8 +13,9 @@ whenever ``bpf_ringbuf_reserve`` returns NULL (or ``bpf_ringbuf_output``
 fails); :class:`RingBufReader` sums that map for :meth:`RingBufReader.lost`.
 
 The ring walking (:func:`walk_ringbuf`, :class:`RingBuffer`) works on any
-buffer, so tests run it on rings built in memory; waiting, decoding and
-teardown are :class:`~pybpf.kernel.reader.RingReader`'s.
+buffer, so tests run it on rings built in memory; waiting, lending
+records to a handler (:meth:`~pybpf.kernel.reader.RingReader.consume`),
+decoding and teardown are :class:`~pybpf.kernel.reader.RingReader`'s.
 """
 
 import mmap
@@ -158,6 +159,9 @@ class RingBufReader(RingReader):
 
     >>> with RingBufReader(events, lost_counter_map=lost, decoder=d) as reader:  # doctest: +SKIP
     ...     events = reader.read(timeout=1.0); print(reader.lost())
+    >>> def handle(lease):  # doctest: +SKIP
+    ...     for offset in lease.offsets: print(lease.buffer[offset])   # the first byte
+    >>> reader.consume(handle, min_size=1, timeout=1.0)  # doctest: +SKIP
     """
 
     def __init__(self, ringbuf_map: Any, *, lost_counter_map: Any = None,

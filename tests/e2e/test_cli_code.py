@@ -1,6 +1,7 @@
 """``pybpf disasm``, ``asm`` and ``verify`` as real subprocesses.
 
-* ``disasm`` of every shipped program (``programs/*.py``) and of
+* ``disasm`` of every shipped program (``programs/*.py``, and sniffwrites'
+  kernel side ``sniffwrites/bpf/hooks.py``) and of
   ``golden/sample.s`` matches a golden file in ``golden/``. After an
   intended change, regenerate them with ``PYBPF_UPDATE_GOLDEN=1 pytest
   tests/e2e/test_cli_code.py`` and review the diff.
@@ -28,8 +29,12 @@ GOLDEN = os.path.join(HERE, "golden")
 SAMPLE = os.path.join(GOLDEN, "sample.s")
 LLVM_OBJDUMP = "llvm-objdump-19"
 # programs/lib_*.py are DSL libraries that programs call: they define none.
-SHIPPED = sorted(name[:-3] for name in os.listdir(os.path.join(REPO, "programs"))
-                 if name.endswith(".py") and not name.startswith(("_", "lib_")))
+# Golden file name -> the module whose programs it lists.
+TARGETS = dict({name[:-3]: "pybpf.programs." + name[:-3]
+                for name in os.listdir(os.path.join(REPO, "programs"))
+                if name.endswith(".py") and not name.startswith(("_", "lib_"))},
+               sniffwrites="sniffwrites.bpf.hooks")
+SHIPPED = sorted(TARGETS)
 
 
 def matches_golden(name: str, text: str) -> None:
@@ -57,11 +62,11 @@ def test_shipped_programs_exist():
 
 @pytest.mark.parametrize("module", SHIPPED)
 def test_disasm_of_shipped_program_matches_golden(module):
-    text = pybpf("disasm", "pybpf.programs." + module).stdout
+    text = pybpf("disasm", TARGETS[module]).stdout
     # Every instruction comes from a line of the program (shown relative to the
     # repository); a path outside it is the DSL blaming whoever called build().
     outside = sorted(set(re.findall(r"^; (/\S+)", text, re.M)))
-    assert not outside, "instructions attributed to lines outside programs/: %s" % outside
+    assert not outside, "instructions attributed to lines outside the repository: %s" % outside
     matches_golden("%s.disasm.txt" % module, text)
 
 
@@ -71,7 +76,7 @@ def test_disasm_of_assembly_text_matches_golden():
 
 @pytest.mark.parametrize("module", SHIPPED)
 def test_raw_disasm_is_what_llvm_objdump_prints(llvm, module, tmp_path):
-    target = "pybpf.programs." + module
+    target = TARGETS[module]
     path = str(tmp_path / (module + ".o"))
     assert pybpf("disasm", target, "-o", path).stdout == ""
     assert pybpf("disasm", target, "--raw").stdout.strip("\n") == objdump(path)
@@ -174,10 +179,10 @@ def test_asm_error_names_the_line(tmp_path):
 
 @pytest.mark.parametrize("module", SHIPPED)
 def test_verify_accepts_shipped_programs(module):
-    records = json.loads(pybpf("verify", "pybpf.programs." + module, "--json").stdout)
+    records = json.loads(pybpf("verify", TARGETS[module], "--json").stdout)
     assert records and all(r["verdict"] == "accepted" for r in records)
     assert all(r["insns_processed"] >= r["instructions"] for r in records)
-    text = pybpf("verify", "pybpf.programs." + module).stdout
+    text = pybpf("verify", TARGETS[module]).stdout
     assert re.search(r"^\S+ \(\S+\): accepted$", text, re.M)
 
 

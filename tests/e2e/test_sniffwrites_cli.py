@@ -131,10 +131,10 @@ def test_dump_bytecode_prints_the_programs_and_loads_nothing(watched):
     result = subprocess.run(cli("monitor", "-d", watched, "--dump-bytecode"), cwd=REPO,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    for name in ("sniff_exit", "sniff_close", "sniff_exec", "sniff_exit_group"):
+    for name in ("sniff_sys_exit", "sniff_close", "sniff_exec", "sniff_proc_exit"):
         assert "; ---- %s:" % name in result.stdout
     assert "call bpf_probe_read_kernel" in result.stdout
-    assert "programs/sniffwrites.py:" in result.stdout      # source lines interleaved
+    assert "sniffwrites/bpf/hooks.py:" in result.stdout      # source lines interleaved
     assert_no_new_objects(before)
 
 

@@ -190,11 +190,11 @@ def test_loop_without_bpf_loop_says_what_it_cannot_do(count, problems):
 def test_sniffwrites_without_bpf_loop_is_bounded_loops():
     """What tests/e2e/test_sniffwrites_strace.py runs as a kernel before 5.17
     runs it: the same steps, called from bounded loops."""
-    from pybpf.programs import sniffwrites
+    from sniffwrites.bpf import hooks
     with without_bpf_loop():
-        bounded = sniffwrites.sniff_exit.disasm()
+        bounded = hooks.sniff_sys_exit.disasm()
     assert "call bpf_loop" not in bounded
     for step in ("walk_step", "compose_step", "sweep_step"):
         assert "call %s " % step in bounded
-    native = sniffwrites.sniff_exit.disasm()
+    native = hooks.sniff_sys_exit.disasm()
     assert ("call bpf_loop" in native) == kernel_has_helper("bpf_loop")

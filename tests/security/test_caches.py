@@ -26,13 +26,10 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def sniffwrites_programs():
-    from pybpf.dsl import ProgramDecl
-    from pybpf.programs import lib_sniffwrites_walk
-    from sniffwrites.monitor import programs_module
-    sw = programs_module()
-    programs = [v for v in vars(sw).values() if isinstance(v, ProgramDecl)]
+    from sniffwrites.bpf import hooks
+    programs = list(hooks.PROGRAMS)
     built = {p.name: p.build() for p in programs}
-    return programs, [sw, lib_sniffwrites_walk], built
+    return programs, list(hooks.SOURCE_MODULES), built
 
 
 def same_code(a, b):
@@ -79,8 +76,8 @@ def test_an_entry_is_data_that_rebuilds_the_same_code(sniffwrites_programs, priv
     assert header["format"] == "sniffwrites-build" and set(entries) == set(built)
     assert prebuild(programs, modules, private_dir) is True       # a hit
     assert code_matches(programs, built)
-    sw = modules[0]
-    assert {s.label for s in sw.sniff_exit.subprograms()} >= {"track_fd", "walk_step"}
+    from sniffwrites.bpf import hooks
+    assert {s.label for s in hooks.sniff_sys_exit.subprograms()} >= {"track_fd", "walk_step"}
 
 
 def test_builds_for_another_kernels_btf_never_go_into_the_cache(sniffwrites_programs,

@@ -306,6 +306,24 @@ def test_read_raw_releases_the_views():
             bytes(kept[0])
 
 
+def test_consume_lends_each_batch_in_place_and_counts_short_records():
+    """The handler protocol: one lease per ring batch, payloads read at
+    their offsets in the lent buffer; views it made are released after."""
+    data = payloads(3, 16)
+    seen, kept = [], []
+
+    def handle(lease):
+        seen.extend(bytes(lease.buffer[at:at + 16]) for at in lease.offsets)
+        kept.extend(lease.views())
+
+    with MemoryReader([rb_record(p, length=16) for p in data] + [rb_record(b"tiny")]) as reader:
+        assert reader.consume(handle, min_size=16, timeout=0) == 3
+        assert reader.stats() == (3, None, 1, 0)
+    assert seen == data
+    with pytest.raises(ValueError, match="released"):
+        bytes(kept[0])
+
+
 def test_close_wakes_a_blocked_reader():
     reader = MemoryReader([])
     result = []

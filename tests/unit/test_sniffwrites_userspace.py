@@ -8,14 +8,14 @@ import struct
 
 import pytest
 
-from pybpf.programs import lib_sniffwrites_records as records
-from pybpf.programs import lib_sniffwrites_walk as walk
-from sniffwrites import decode
+from sniffwrites import views
+from sniffwrites.bpf import records
 from sniffwrites.config import Config, ConfigError, kernel_dev, parse_operations
 from sniffwrites.output import Formatter
-from sniffwrites.process import Processor
-from sniffwrites.resolve import (ANON_INODE_FS_MAGIC, FILE_PSEUDO, FILE_TRUNCATED, FILE_WATCHED,
-                                 PIPEFS_MAGIC, SOCKFS_MAGIC, FileTable, join_path, pseudo_name)
+from sniffwrites.pipeline import Pipeline
+from sniffwrites.bpf.records import FILE_PSEUDO, FILE_TRUNCATED, FILE_WATCHED
+from sniffwrites.resolve import (ANON_INODE_FS_MAGIC, PIPEFS_MAGIC, SOCKFS_MAGIC, FileTable,
+                                 join_path, pseudo_name)
 
 
 # --- config ------------------------------------------------------------------------------------
@@ -116,39 +116,51 @@ def test_an_unknown_file_id_falls_back_to_proc_and_is_counted(tmp_path):
 # --- records -> events --------------------------------------------------------------------
 
 def io(op, fd, ret, file_id, *, pid=100, tid=100, flags=0, aux=0, nr=0, comm=b"app", data=b""):
-    rec = decode.IO_STRUCT.pack(records.REC_IO, op, flags, pid, tid, 1, 1000, fd, 5000, ret,
+    rec = views.IO_FORMAT.pack(records.REC_IO, op, flags, pid, tid, 1, 1000, fd, 5000, ret,
                                 file_id, aux, nr, len(data), comm.ljust(16, b"\0"))
     return rec + data
 
 
 def file_rec(file_id, path, *, flags=FILE_WATCHED, pid=100, fd=3, magic=0xEF53, ino=11):
-    header = decode.FILE_STRUCT.pack(records.REC_FILE, 0, flags, pid, pid, fd, file_id, ino,
+    header = views.FILE_HEADER_FORMAT.pack(records.REC_FILE, 0, flags, pid, pid, fd, file_id, ino,
                                      magic, (8 << 20) | 1, 0o100644, 1, 1, 0, len(path))
     return header + path + b"\0"
 
 
 def text(tid, which, value):
-    return decode.TEXT_STRUCT.pack(records.REC_TEXT, which, 0, 0, tid, len(value) + 1, 0) \
+    return views.TEXT_HEADER_FORMAT.pack(records.REC_TEXT, which, 0, 0, tid, len(value) + 1, 0) \
         + value + b"\0"
 
 
 def agg(fd, file_id, *, flags=0, pid=100, counts=(0, 0, 0, 0)):
-    return decode.AGG_STRUCT.pack(records.REC_AGG, records.OP_CLOSE, flags, pid, pid, 1, 0, fd,
+    return views.AGG_FORMAT.pack(records.REC_AGG, records.OP_CLOSE, flags, pid, pid, 1, 0, fd,
                                   6000, file_id, *counts, b"app".ljust(16, b"\0"))
 
 
-def run(cfg, *views):
-    processor = Processor(cfg, Formatter("json", boot_to_wall_ns=0), {0: "read", 1: "write",
-                                                                     257: "openat"})
-    processor.feed([memoryview(v) for v in views])
-    return processor, [json.loads(line) for line in processor.take_lines()]
+def pipeline(cfg, fmt, names):
+    """A pipeline whose output lines collect in ``.lines``."""
+    lines = []
+    handler = Pipeline(cfg, fmt, lines.extend, names)
+    handler.lines = lines
+    return handler
 
 
-def test_the_struct_formats_are_the_kernel_declarations():
-    assert decode.IO_STRUCT.size == records.Io.layout.size == 80
-    assert decode.FILE_STRUCT.size == walk.FILE_HEADER
-    assert decode.TEXT_STRUCT.size == records.Text.layout.fields["text"].offset
-    assert decode.AGG_STRUCT.size == records.Agg.layout.size
+def run(cfg, *records):
+    handler = pipeline(cfg, Formatter("json", boot_to_wall_ns=0),
+                       {0: "read", 1: "write", 257: "openat"})
+    handler.feed([memoryview(r) for r in records])
+    return handler, [json.loads(line) for line in handler.lines]
+
+
+def test_the_views_are_the_kernel_declarations():
+    assert views.IO_FORMAT.size == records.Io.layout.size == 80
+    assert views.FILE_HEADER_FORMAT.size == records.FILE_HEADER
+    assert views.TEXT_HEADER_FORMAT.size == records.Text.layout.fields["text"].offset
+    assert views.AGG_FORMAT.size == records.Agg.layout.size
+    assert views.IoView._fields == tuple(records.Io.layout.fields)
+    assert views.IO_HOT.size == 80
+    io_rec = views.view(memoryview(io(records.OP_OPEN, 3, 3, 9, aux=0o101)))
+    assert io_rec.open_flags == io_rec.aux == 0o101 and io_rec.file_id == 9
 
 
 def test_an_open_then_io_then_close_becomes_three_events_with_the_path():
@@ -165,11 +177,11 @@ def test_an_open_then_io_then_close_becomes_three_events_with_the_path():
 
 def test_a_dup_shares_the_file_until_both_fds_close():
     cfg = Config.make()
-    processor, events = run(cfg, file_rec(5, b"/w/d"), io(records.OP_DUP, 50, 50, 5, aux=3),
+    handler, events = run(cfg, file_rec(5, b"/w/d"), io(records.OP_DUP, 50, 50, 5, aux=3),
                             agg(3, 5), io(records.OP_WRITE, 50, 2, 5, nr=1))
     assert [(e["op"], e["fd"], e["path"]) for e in events] == [("close", 3, "/w/d"),
                                                               ("write", 50, "/w/d")]
-    assert 5 in processor.table.files
+    assert 5 in handler.table.files
 
 
 def test_pseudo_files_are_named_and_truncation_is_flagged():
@@ -210,19 +222,20 @@ def test_capture_data_is_escaped_in_json():
 
 def test_aggregate_mode_reports_counts_at_close():
     cfg = Config.make(aggregate=True)
-    processor, events = run(cfg, file_rec(1, b"/w/big"), agg(3, 1, counts=(10, 100, 2, 20)))
+    handler, events = run(cfg, file_rec(1, b"/w/big"), agg(3, 1, counts=(10, 100, 2, 20)))
     (record,) = events
     assert record["type"] == "aggregate" and record["reads"] == 10 and record["closed"] is True
-    assert processor.open_files == {}
+    assert handler.open_files == {}
 
 
-def test_records_decode_by_kind():
-    record = decode.decode(memoryview(file_rec(3, b"/w/z")))
-    assert record["path"] == b"/w/z" and record["file_id"] == 3
-    assert decode.decode(memoryview(io(records.OP_READ, 3, 1, 3)))["op"] == records.OP_READ
+def test_records_are_viewed_by_kind():
+    record = views.view(memoryview(file_rec(3, b"/w/z")))
+    assert record.path == b"/w/z" and record.file_id == 3
+    assert views.view(memoryview(io(records.OP_READ, 3, 1, 3))).op == records.OP_READ
+    assert views.view(memoryview(text(7, records.TEXT_NAME, b"x"))).text == b"x"
     with pytest.raises(ValueError):
-        decode.decode(memoryview(b"\x09" + bytes(100)))
-    assert struct.calcsize("<" + decode.IO_STRUCT.format[1:]) == 80
+        views.view(memoryview(b"\x09" + bytes(100)))
+    assert struct.calcsize("<" + views.IO_FORMAT.format[1:]) == 80
 
 
 @pytest.mark.parametrize("flags", [FILE_WATCHED, FILE_WATCHED | FILE_TRUNCATED])
@@ -234,9 +247,9 @@ def test_the_json_hot_path_writes_what_the_formatter_writes(flags):
     slow = [fmt.event(Event(5000, "read", 100, 100, 1, 1000, b"c%d\x1b", 3, b"/w/\xff%odd\n",
                             n, n, 0, truncated=bool(flags & FILE_TRUNCATED), syscall="read"))
             for n in (9, 0, 12345)]
-    processor = Processor(cfg, fmt, {0: "read"})
-    processor.feed([memoryview(file_rec(1, b"/w/\xff%odd\n", flags=flags))] +
-                   [memoryview(io(records.OP_READ, 3, n, 1, nr=0, comm=b"c%d\x1b"))
-                    for n in (9, 0, 12345)])
-    assert processor.take_lines() == slow      # the first makes the template, the rest use it
-    assert processor.ops["read"] == 3
+    handler = pipeline(cfg, fmt, {0: "read"})
+    handler.feed([memoryview(file_rec(1, b"/w/\xff%odd\n", flags=flags))] +
+                 [memoryview(io(records.OP_READ, 3, n, 1, nr=0, comm=b"c%d\x1b"))
+                  for n in (9, 0, 12345)])
+    assert handler.lines == slow      # the first makes the template, the rest use it
+    assert len(handler._hot) == 1 and handler.ops["read"] == 3

@@ -1,0 +1,85 @@
+"""One account of what the kernel side could not deliver or track.
+
+Two sources, both kernel counters: the ring's own lost-record counter
+(every record goes through the ``events`` declaration, which counts a full
+ring in ``events_lost``: the reader's :meth:`~pybpf.kernel.reader.RingReader.lost`),
+and the per-CPU :class:`~sniffwrites.bpf.records.Counters` (map full, walks
+that found no file, sweeps cut short, aggregate counts not kept).
+:class:`LossAccount` reads both, keeps the last values once the kernel
+objects are closed, and says what is new since the last loss notice. Its
+:meth:`LossAccount.totals` are the loss keys of the summary.
+"""
+
+from typing import Any, Dict, Optional
+
+from .bpf.records import Counters
+from .events import Lost
+
+#: Summary key -> the Counters fields it adds up.
+COUNTED = {
+    "map_full": ("fd_map_full", "proc_map_full"),
+    "walk_failed": ("walk_failed",),
+    "sweep_incomplete": ("sweep_incomplete",),
+    "aggregate_untracked": ("aggregate_untracked",),
+}
+_FIELDS = tuple(Counters.layout.fields)
+
+
+class LossAccount:
+    """Losses of one run. ``reader`` is the ring reader, ``counters`` the
+    live ``counters`` map (per-CPU values of one entry)."""
+
+    def __init__(self, reader: Any = None, counters: Any = None):
+        self._reader = reader
+        self._counters = counters
+        self._ring = 0
+        self._fields: Dict[str, int] = dict.fromkeys(_FIELDS, 0)
+        self._noticed = (0, 0)
+
+    def refresh(self) -> None:
+        """Read the kernel's counters now (while the objects are open)."""
+        reader = self._reader
+        if reader is not None and not reader.closed:
+            self._ring = reader.lost() or 0
+        if self._counters is not None:
+            try:
+                per_cpu = self._counters[0]
+            except (KeyError, OSError, ValueError):
+                return      # closed: keep the last values
+            totals = dict.fromkeys(_FIELDS, 0)
+            for values in per_cpu:
+                for name in _FIELDS:
+                    totals[name] += values[name]
+            self._fields = totals
+
+    def detach(self) -> None:
+        """Read one last time; from now on the account keeps its values."""
+        try:
+            self.refresh()
+        except OSError:
+            pass
+        self._reader = self._counters = None
+
+    def counter(self, name: str) -> int:
+        """A Counters field, as last read."""
+        return self._fields[name]
+
+    def totals(self) -> Dict[str, int]:
+        """``lost_records`` (the ring was full) and the other counts, as
+        last read, under their summary keys."""
+        out = {"lost_records": self._ring}
+        for key, fields in COUNTED.items():
+            out[key] = sum(self._fields[name] for name in fields)
+        return out
+
+    def notice(self, now_ns: int) -> Optional[Lost]:
+        """A loss notice of what was lost or untracked since the last one
+        (refreshing first), or None when nothing was."""
+        self.refresh()
+        totals = self.totals()
+        ring, full = totals["lost_records"], totals["map_full"]
+        last_ring, last_full = self._noticed
+        if ring <= last_ring and full <= last_full:
+            return None
+        self._noticed = (ring, full)
+        return Lost(now_ns, ring - last_ring, full - last_full)
