@@ -88,7 +88,7 @@ class _Chain:
         self.else_label = ""
         self.last_falls = True
         self.false_facts: Set[Any] = set()
-        self.marker = -1
+        self.marker = (-1, -1)
 
 
 class _Loop:
@@ -326,23 +326,16 @@ class Builder(PacketStatements):
         chain.else_label = else_label
         code.place(else_label)
         code.place(chain.end_label)
-        chain.marker = code.alloc.trace.pos
+        chain.marker = code.mark()
         self._chain = chain
 
     def _continue_chain(self, what: str) -> _Chain:
         chain = self._chain
-        code = self.code
-        if chain is None or chain.marker != code.alloc.trace.pos \
-                or chain.else_label not in code.pending_labels():
+        if chain is None or not self.code.reopen(chain.marker, chain.else_label,
+                                                 chain.end_label, chain.last_falls):
             raise build_error("p.%s() must directly follow a `with p.if_(...)` or "
                               "`with p.elif_(...)` block" % what)
         self._chain = None
-        code.unplace(chain.else_label)
-        code.unplace(chain.end_label)
-        code.reachable = chain.last_falls
-        if code.reachable:
-            code.goto(chain.end_label)
-        code.place(chain.else_label)
         return chain
 
     # --- control flow: leaving ----------------------------------------------------------------
