@@ -23,7 +23,7 @@ loops are Python ``for`` statements over :meth:`Builder.range` (so that
 
 import builtins
 import functools
-from typing import Any, Callable, Iterator, List, Optional, Set
+from typing import Any, Callable, FrozenSet, Iterator, List, Optional, Set
 
 from ..helper_defs import HELPERS
 from . import kernel_memory
@@ -81,10 +81,13 @@ def statement(fn: Callable[..., Iterator[Any]]) -> Callable[..., _Statement]:
 class _Chain:
     """An if/elif chain that an ``elif_``/``else_`` may still continue."""
 
-    __slots__ = ("end_label", "else_label", "last_falls", "false_facts", "marker")
+    __slots__ = ("end_label", "else_label", "last_falls", "false_facts", "marker", "unset",
+                 "unset_falling")
 
-    def __init__(self, end_label: str):
+    def __init__(self, end_label: str, unset: FrozenSet[int]):
         self.end_label = end_label
+        self.unset = unset                 # variables maybe unset where the chain began
+        self.unset_falling: FrozenSet[int] = frozenset()  # ... at the ends of its branches
         self.else_label = ""
         self.last_falls = True
         self.false_facts: Set[Any] = set()
@@ -243,6 +246,22 @@ class Builder(PacketStatements):
 
     # --- strings ------------------------------------------------------------------------------
 
+    def str_eq(self, buf: Ref, text: bytes) -> Cond:
+        """Whether the string in ``buf`` (a ``char[N]``) is ``text``: its
+        bytes, then a NUL unless ``text`` fills the array. Also written
+        ``buf == b"bash"`` (C: ``!strcmp(buf, "bash")``)."""
+        buf = _memory(buf, "p.str_eq()")
+        if not isinstance(text, (bytes, bytearray)):
+            raise build_error("p.str_eq() compares with constant bytes (b\"bash\"), not %r; "
+                              "p.str_prefix_eq() also takes a string in memory" % (text,))
+        text = bytes(text)
+        if b"\0" in text:
+            raise build_error("%r holds a NUL: a string ends at its first one" % (text,))
+        if len(text) > _string_length(buf):
+            raise build_error("%r is longer than %s: never equal" % (text, buf._type.name))
+        return self._prefix_const(buf, text if len(text) == _string_length(buf)
+                                  else text + b"\0")
+
     def str_prefix_eq(self, buf: Ref, prefix: Any) -> Cond:
         """Whether the string in ``buf`` starts with ``prefix``.
 
@@ -290,7 +309,7 @@ class Builder(PacketStatements):
         self._chain = None
         else_label = code.new_label("else")
         code.jump_if(cond, else_label, when=False)
-        chain = _Chain(code.new_label("endif"))
+        chain = _Chain(code.new_label("endif"), code.assigned.state())
         yield from self._branch(chain, cond, else_label, "if")
 
     @statement
@@ -311,6 +330,8 @@ class Builder(PacketStatements):
         block = code.enter("else", chain.false_facts)
         yield
         code.leave(block)
+        code.assigned.restore(chain.unset_falling | (code.assigned.state() if code.reachable
+                                                     else frozenset()))
         code.place(chain.end_label)
         self._chain = None
 
@@ -320,6 +341,9 @@ class Builder(PacketStatements):
         yield
         code.leave(block)
         chain.last_falls = code.reachable
+        if code.reachable:
+            chain.unset_falling |= code.assigned.state()
+        code.assigned.restore(chain.unset | chain.unset_falling)   # if no else_ follows
         if not code.reachable:  # only the false path goes on from here
             code.add_facts(cond.null_facts())
         chain.false_facts |= cond.null_facts()
@@ -336,6 +360,7 @@ class Builder(PacketStatements):
             raise build_error("p.%s() must directly follow a `with p.if_(...)` or "
                               "`with p.elif_(...)` block" % what)
         self._chain = None
+        self.code.assigned.restore(chain.unset)
         return chain
 
     # --- control flow: leaving ----------------------------------------------------------------
@@ -396,6 +421,7 @@ class Builder(PacketStatements):
         if not (isinstance(stop_value, Const) and isinstance(start, int)):
             code.jump_if(compare(">=", i, stop_value), end)
         begin = code.alloc.loop_begin()
+        unset, assigned_at = code.assigned.state(), code.assigned.mark()
         code.place(top)
         block = code.enter("loop")
         self._loops.append(_Loop(cont, end, len(self._reservations)))
@@ -407,6 +433,7 @@ class Builder(PacketStatements):
             i += 1
             code.jump_if(compare("<", i, stop_value), top)
         code.alloc.loop_end(begin)
+        code.assigned.after_loop(unset, assigned_at)
         code.place(end)
         self._chain = None
 

@@ -30,6 +30,7 @@ from ..errors import ProgramBuildError, SourceLocation
 from ..isa import R0, R10, Reg
 from . import peephole
 from .arith import ArithmeticCode, canonical_bits
+from .assigned import Assignments
 from .calls import ARG_REGS, CallCode
 from .locations import MASK64, Base, FrameBase, MapValueBase, imm32
 from .regalloc import StackSlot, Storage
@@ -96,6 +97,7 @@ class FunctionCode(ArithmeticCode, CallCode):
         self.prefix = label_prefix
         self.blocks: List[Block] = [Block("function", caller_location())]
         self.reachable = True
+        self.assigned = Assignments()
         self.unreachable_at: Optional[SourceLocation] = None
         self.maps: Dict[str, Any] = {}
         self.subprograms: List[Any] = []
@@ -249,6 +251,7 @@ class FunctionCode(ArithmeticCode, CallCode):
             want: Optional[Reg] = None) -> None:
         if isinstance(value, Local):
             self._check_scope(value.storage)
+            self.assigned.read(value.storage.id)
             self.alloc.use(value.storage, consumer, want)
 
     def _result(self, vtype: Any, storage: Storage, source: Optional[Reg] = None) -> Local:
@@ -326,6 +329,7 @@ class FunctionCode(ArithmeticCode, CallCode):
         var = Var(vtype, storage)
         if init is None:
             self.alloc.define(storage)
+            self.assigned.declare(storage.id)
         else:
             self.assign(var, init)
         return var
@@ -344,6 +348,7 @@ class FunctionCode(ArithmeticCode, CallCode):
             self.alloc.copy(value.storage, storage)
             storage.nullable = storage.nullable or value.storage.nullable
         self.alloc.define(storage)
+        self.assigned.wrote(storage.id)
         storage.version += 1
         if not self.live(storage):
             return
