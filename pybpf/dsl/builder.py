@@ -180,6 +180,27 @@ class Builder(PacketStatements):
         ``p.container_of(vfsmnt, "mount", "mnt")``."""
         return kernel_memory.container_of(ref, struct, member)
 
+    def log2(self, value: Any) -> Var:
+        """bcc's ``bpf_log2(v)``: the highest set bit of a 32-bit value (0 for 0)."""
+        return self._log2(value, 32)
+
+    def log2l(self, value: Any) -> Var:
+        """bcc's ``bpf_log2l(v)``: one more than the highest set bit of a
+        64-bit value (1 for 0 and 1): the slot ``print_log2_hist`` expects."""
+        return self._log2(value, 64)
+
+    def _log2(self, value: Any, bits: int) -> Var:
+        """The highest set bit by halving, as bcc's ``bpf_log2`` does."""
+        v = self.var(u64 if bits == 64 else u32, value)
+        result = self.var(u32, 1 if bits == 64 else 0)
+        shift = bits // 2
+        while shift:
+            with self.if_(v > (1 << shift) - 1):
+                v >>= shift
+                result += shift
+            shift //= 2
+        return result
+
     # --- memory blocks ------------------------------------------------------------------------
 
     def zero(self, ref: Ref) -> None:
