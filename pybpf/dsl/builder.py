@@ -22,11 +22,11 @@ loops are Python ``for`` statements over :meth:`Builder.range` (so that
 """
 
 import builtins
-import functools
 from typing import Any, Callable, FrozenSet, Iterator, List, Optional, Set
 
 from ..helper_defs import HELPERS
-from . import kernel_memory
+from . import kernel_memory, printk
+from .statement import statement
 from .calls import Arg
 from .helpers import Helpers
 from .kernel_memory import KernelRef
@@ -46,36 +46,6 @@ BPF_COMPLEXITY_LIMIT_JMP_SEQ = 8192
 #: Regions up to this size are zeroed and copied with straight-line code;
 #: larger ones (in maps: the stack is at most 512 bytes) with a loop.
 UNROLL_LIMIT = 256
-
-
-class _Statement:
-    """A ``with`` statement run by a generator, like ``contextlib``'s, but
-    defined here so that the frames between the user's ``with`` line and
-    the DSL stay inside pybpf (instructions are attributed to the first
-    frame outside it). On an exception the generator is not resumed: the
-    build is failing anyway."""
-
-    __slots__ = ("_gen",)
-
-    def __init__(self, gen: Iterator[Any]):
-        self._gen = gen
-
-    def __enter__(self) -> Any:
-        return next(self._gen)
-
-    def __exit__(self, kind: Any, value: Any, traceback: Any) -> bool:
-        if kind is None:
-            for _ in self._gen:
-                raise RuntimeError("a DSL statement yielded twice")
-        return False
-
-
-def statement(fn: Callable[..., Iterator[Any]]) -> Callable[..., _Statement]:
-    """Decorator: a generator function becomes a ``with`` statement."""
-    @functools.wraps(fn)
-    def make(*args: Any, **kwargs: Any) -> _Statement:
-        return _Statement(fn(*args, **kwargs))
-    return make
 
 
 class _Chain:
@@ -200,6 +170,11 @@ class Builder(PacketStatements):
                 result += shift
             shift //= 2
         return result
+
+    def printk(self, fmt: Any, *args: Any) -> Any:
+        """``bpf_printk(fmt, ...)``: a line in the trace buffer (``pybpf
+        trace`` reads it); see :mod:`.printk`."""
+        return printk.printk(self, fmt, args)
 
     # --- memory blocks ------------------------------------------------------------------------
 
