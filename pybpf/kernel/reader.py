@@ -18,7 +18,7 @@ import select
 import threading
 import time
 from contextlib import ExitStack
-from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 from ..errors import PyBPFError
 from .records import RecordDecoder
@@ -177,6 +177,21 @@ class RingReader:
                 out.extend(map(bytes, ring.payloads(buffer, offsets)))
         self._read(handle, timeout)
         return out
+
+    def __iter__(self) -> Iterator[Any]:
+        """``for record in reader:``: records as they come, until the reader
+        is closed (another thread's ``close()``, or the Collection's)."""
+        while not self._closed:
+            yield from self.read()
+
+    def poll(self, callback: Callable[[Any], None], timeout: Optional[float] = None) -> int:
+        """Hand each record ready within ``timeout`` seconds (as :meth:`read`)
+        to ``callback``, in order (libbpf's ``ring_buffer__poll``); returns
+        how many there were."""
+        records = self.read(timeout)
+        for record in records:
+            callback(record)
+        return len(records)
 
     def read_raw(self, handler: Callable[[List[memoryview]], None],
                  timeout: Optional[float] = None) -> int:
