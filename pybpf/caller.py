@@ -5,8 +5,8 @@ An instruction learns the line of a user's program that emitted it, and a
 map declaration the module it is assigned in, without every call passing
 them along. "Outside the library" is decided by the frame's module name, not
 by its file's path: every module of ``pybpf`` except the example programs
-shipped as ``pybpf.programs`` (which are user code, wherever they are
-installed).
+and tools shipped as ``pybpf.programs`` and ``pybpf.examples`` (which are
+user code, wherever they are installed).
 """
 
 import sys
@@ -16,11 +16,11 @@ from typing import Optional
 from .errors import SourceLocation
 
 _LIBRARY = "pybpf."
-_USER_PACKAGE = "pybpf.programs."
+_USER_PACKAGES = ("pybpf.programs.", "pybpf.examples.")
 
 
 def _is_library(module: str) -> bool:
-    return module.startswith(_LIBRARY) and not module.startswith(_USER_PACKAGE)
+    return module.startswith(_LIBRARY) and not module.startswith(_USER_PACKAGES)
 
 
 def user_frame(depth: int = 1) -> Optional[FrameType]:

@@ -2,7 +2,7 @@
 assemble, disassemble and verify programs.
 
 One module per command group (``objects``: prog/map/link, ``features``,
-``code``: asm/disasm/verify). This module is the root: it turns every error
+``code``: asm/disasm/verify, ``trace``: the trace buffer). This module is the root: it turns every error
 our layers raise on purpose (:class:`~pybpf.errors.PyBPFError`, and the
 ``OSError`` of a file or the kernel) into one line ``pybpf: error: ...`` and
 exit status 1; ``--debug`` shows the traceback instead.
@@ -19,6 +19,7 @@ from .code import COMMANDS
 from .common import CLIError
 from .features import features
 from .objects import GROUPS
+from .trace import trace
 
 
 def _describe(exc: BaseException) -> str:
@@ -63,6 +64,7 @@ def cli(debug: bool) -> None:
 for _group in GROUPS:
     cli.add_command(_group)
 cli.add_command(features)
+cli.add_command(trace)
 for _command in COMMANDS:
     cli.add_command(_command)
 

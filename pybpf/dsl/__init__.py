@@ -28,6 +28,7 @@ this kernel's BTF offsets: ``p.current_task().real_parent.tgid``), :mod:`.regall
 :mod:`.peephole`, :mod:`.builder` (statements), :mod:`.helpers`,
 :mod:`.maps`, :mod:`.config`, :mod:`.context`, :mod:`.packet` (XDP and tc
 contexts, packet headers) and :mod:`.byteorder` (``be16``/``be32``),
+:mod:`.histograms` (``Log2Hist``, ``LinearHist``),
 :mod:`.subprogram` (``@subprogram`` declarations), :mod:`.program` (program
 declarations), :mod:`.build` (the build driver), :mod:`.specs` (programs to
 a :class:`~pybpf.spec.CollectionSpec`, which :class:`pybpf.loader.Collection`
@@ -39,6 +40,7 @@ from .config import Config
 from ..consts import BPF_ANY, BPF_EXIST, BPF_NOEXIST
 from .maps import ArrayMap, HashMap, LRUHashMap, PerCPUArray, PerCPUHash, RingBuf
 from .byteorder import be16, be32
+from .histograms import LinearHist, Log2Hist
 from .program import ProgramDecl, raw_tracepoint, tc, tracepoint, xdp
 from .specs import collection_spec
 from .subprogram import Subprogram, subprogram
@@ -49,7 +51,7 @@ from .values import Cond, Value, Var
 
 __all__ = [
     "ArrayMap", "BPF_ANY", "BPF_EXIST", "BPF_NOEXIST", "Cond", "Config",
-    "HashMap", "KernelPtr", "LRUHashMap", "PerCPUArray", "PerCPUHash", "ProgramDecl",
+    "HashMap", "KernelPtr", "LRUHashMap", "LinearHist", "Log2Hist", "PerCPUArray", "PerCPUHash", "ProgramDecl",
     "ProgramBuildError", "Ptr", "RingBuf", "Struct", "Subprogram", "UserPtr", "Value", "Var",
     "alignof", "be16", "be32", "char", "collection_spec", "offsetof", "raw_tracepoint", "s16",
     "s32", "s64", "s8", "sizeof", "subprogram", "tc", "tracepoint", "u16", "u32", "u64", "u8",

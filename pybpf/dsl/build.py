@@ -18,6 +18,7 @@ from .codegen import FunctionCode, building
 from .frame import MAX_STACK, Frame
 from .memory import pointer_ref
 from .regalloc import Allocator, TraceAllocator, analyse
+from .source_check import check_function
 from .subprogram import Subprogram
 from .types import PointerType
 
@@ -29,6 +30,7 @@ def build_function(fn: Callable, cpu: int, prefix: str, sink: Any, entry: Option
                    body: Callable[[Builder], None]) -> FunctionCode:
     """Run ``body`` (which calls the user's ``fn``) twice: to trace its
     values, then to emit into ``sink``."""
+    check_function(fn)
     end = last_line(fn)
     start = SourceLocation(fn.__code__.co_filename, fn.__code__.co_firstlineno)
 
@@ -48,6 +50,16 @@ def build_function(fn: Callable, cpu: int, prefix: str, sink: Any, entry: Option
     return run(sink, Allocator(analyse(tracer.trace), frame), frame)
 
 
+def call_user(fn: Callable, *args: Any) -> None:
+    """Run the user's function, which must return nothing (its source is
+    checked for ``return <value>`` first; this catches it without source)."""
+    if fn(*args) is not None:
+        code = fn.__code__
+        raise ProgramBuildError("%s returned a value, which is lost (the program returns 0): "
+                                "use p.return_(...)" % fn.__name__,
+                                SourceLocation(code.co_filename, code.co_firstlineno))
+
+
 def last_line(fn: Callable) -> SourceLocation:
     """Where the function's last line is: its implicit return."""
     code = fn.__code__
@@ -63,7 +75,7 @@ def build_subprogram(sub: Subprogram, sink: Any, cpu: int) -> FunctionCode:
                 else ptype.view(value)             # a kernel pointer reads kernel memory
                 for value, (_name, ptype) in zip(values, sub.params)]
         p.code.enter_body()
-        sub.fn(p, *args)
+        call_user(sub.fn, p, *args)
     return build_function(sub.fn, cpu, sub.label + ".", sink, sub.label, body)
 
 
@@ -77,7 +89,7 @@ def build_program(name: str, fn: Callable, context: Callable[[FunctionCode], Any
     def body(p: Builder) -> None:
         ctx = context(p.code)
         p.code.enter_body()
-        fn(p, ctx)
+        call_user(fn, p, ctx)
         if returns_verdict and p.code.reachable:
             raise ProgramBuildError("%s can reach its end without returning a verdict: end "
                                     "every path with p.return_(...)" % name, last_line(fn))

@@ -22,11 +22,11 @@ loops are Python ``for`` statements over :meth:`Builder.range` (so that
 """
 
 import builtins
-import functools
-from typing import Any, Callable, Iterator, List, Optional, Set
+from typing import Any, Callable, FrozenSet, Iterator, List, Optional, Set
 
 from ..helper_defs import HELPERS
-from . import kernel_memory
+from . import kernel_memory, printk
+from .statement import statement
 from .calls import Arg
 from .helpers import Helpers
 from .kernel_memory import KernelRef
@@ -48,47 +48,20 @@ BPF_COMPLEXITY_LIMIT_JMP_SEQ = 8192
 UNROLL_LIMIT = 256
 
 
-class _Statement:
-    """A ``with`` statement run by a generator, like ``contextlib``'s, but
-    defined here so that the frames between the user's ``with`` line and
-    the DSL stay inside pybpf (instructions are attributed to the first
-    frame outside it). On an exception the generator is not resumed: the
-    build is failing anyway."""
-
-    __slots__ = ("_gen",)
-
-    def __init__(self, gen: Iterator[Any]):
-        self._gen = gen
-
-    def __enter__(self) -> Any:
-        return next(self._gen)
-
-    def __exit__(self, kind: Any, value: Any, traceback: Any) -> bool:
-        if kind is None:
-            for _ in self._gen:
-                raise RuntimeError("a DSL statement yielded twice")
-        return False
-
-
-def statement(fn: Callable[..., Iterator[Any]]) -> Callable[..., _Statement]:
-    """Decorator: a generator function becomes a ``with`` statement."""
-    @functools.wraps(fn)
-    def make(*args: Any, **kwargs: Any) -> _Statement:
-        return _Statement(fn(*args, **kwargs))
-    return make
-
-
 class _Chain:
     """An if/elif chain that an ``elif_``/``else_`` may still continue."""
 
-    __slots__ = ("end_label", "else_label", "last_falls", "false_facts", "marker")
+    __slots__ = ("end_label", "else_label", "last_falls", "false_facts", "marker", "unset",
+                 "unset_falling")
 
-    def __init__(self, end_label: str):
+    def __init__(self, end_label: str, unset: FrozenSet[int]):
         self.end_label = end_label
+        self.unset = unset                 # variables maybe unset where the chain began
+        self.unset_falling: FrozenSet[int] = frozenset()  # ... at the ends of its branches
         self.else_label = ""
         self.last_falls = True
         self.false_facts: Set[Any] = set()
-        self.marker = -1
+        self.marker = (-1, -1)
 
 
 class _Loop:
@@ -177,6 +150,32 @@ class Builder(PacketStatements):
         ``p.container_of(vfsmnt, "mount", "mnt")``."""
         return kernel_memory.container_of(ref, struct, member)
 
+    def log2(self, value: Any) -> Var:
+        """bcc's ``bpf_log2(v)``: the highest set bit of a 32-bit value (0 for 0)."""
+        return self._log2(value, 32)
+
+    def log2l(self, value: Any) -> Var:
+        """bcc's ``bpf_log2l(v)``: one more than the highest set bit of a
+        64-bit value (1 for 0 and 1): the slot ``print_log2_hist`` expects."""
+        return self._log2(value, 64)
+
+    def _log2(self, value: Any, bits: int) -> Var:
+        """The highest set bit by halving, as bcc's ``bpf_log2`` does."""
+        v = self.var(u64 if bits == 64 else u32, value)
+        result = self.var(u32, 1 if bits == 64 else 0)
+        shift = bits // 2
+        while shift:
+            with self.if_(v > (1 << shift) - 1):
+                v >>= shift
+                result += shift
+            shift //= 2
+        return result
+
+    def printk(self, fmt: Any, *args: Any) -> Any:
+        """``bpf_printk(fmt, ...)``: a line in the trace buffer (``pybpf
+        trace`` reads it); see :mod:`.printk`."""
+        return printk.printk(self, fmt, args)
+
     # --- memory blocks ------------------------------------------------------------------------
 
     def zero(self, ref: Ref) -> None:
@@ -243,6 +242,22 @@ class Builder(PacketStatements):
 
     # --- strings ------------------------------------------------------------------------------
 
+    def str_eq(self, buf: Ref, text: bytes) -> Cond:
+        """Whether the string in ``buf`` (a ``char[N]``) is ``text``: its
+        bytes, then a NUL unless ``text`` fills the array. Also written
+        ``buf == b"bash"`` (C: ``!strcmp(buf, "bash")``)."""
+        buf = _memory(buf, "p.str_eq()")
+        if not isinstance(text, (bytes, bytearray)):
+            raise build_error("p.str_eq() compares with constant bytes (b\"bash\"), not %r; "
+                              "p.str_prefix_eq() also takes a string in memory" % (text,))
+        text = bytes(text)
+        if b"\0" in text:
+            raise build_error("%r holds a NUL: a string ends at its first one" % (text,))
+        if len(text) > _string_length(buf):
+            raise build_error("%r is longer than %s: never equal" % (text, buf._type.name))
+        return self._prefix_const(buf, text if len(text) == _string_length(buf)
+                                  else text + b"\0")
+
     def str_prefix_eq(self, buf: Ref, prefix: Any) -> Cond:
         """Whether the string in ``buf`` starts with ``prefix``.
 
@@ -290,7 +305,7 @@ class Builder(PacketStatements):
         self._chain = None
         else_label = code.new_label("else")
         code.jump_if(cond, else_label, when=False)
-        chain = _Chain(code.new_label("endif"))
+        chain = _Chain(code.new_label("endif"), code.assigned.state())
         yield from self._branch(chain, cond, else_label, "if")
 
     @statement
@@ -311,6 +326,8 @@ class Builder(PacketStatements):
         block = code.enter("else", chain.false_facts)
         yield
         code.leave(block)
+        code.assigned.restore(chain.unset_falling | (code.assigned.state() if code.reachable
+                                                     else frozenset()))
         code.place(chain.end_label)
         self._chain = None
 
@@ -320,29 +337,26 @@ class Builder(PacketStatements):
         yield
         code.leave(block)
         chain.last_falls = code.reachable
+        if code.reachable:
+            chain.unset_falling |= code.assigned.state()
+        code.assigned.restore(chain.unset | chain.unset_falling)   # if no else_ follows
         if not code.reachable:  # only the false path goes on from here
             code.add_facts(cond.null_facts())
         chain.false_facts |= cond.null_facts()
         chain.else_label = else_label
         code.place(else_label)
         code.place(chain.end_label)
-        chain.marker = code.alloc.trace.pos
+        chain.marker = code.mark()
         self._chain = chain
 
     def _continue_chain(self, what: str) -> _Chain:
         chain = self._chain
-        code = self.code
-        if chain is None or chain.marker != code.alloc.trace.pos \
-                or chain.else_label not in code.pending_labels():
+        if chain is None or not self.code.reopen(chain.marker, chain.else_label,
+                                                 chain.end_label, chain.last_falls):
             raise build_error("p.%s() must directly follow a `with p.if_(...)` or "
                               "`with p.elif_(...)` block" % what)
         self._chain = None
-        code.unplace(chain.else_label)
-        code.unplace(chain.end_label)
-        code.reachable = chain.last_falls
-        if code.reachable:
-            code.goto(chain.end_label)
-        code.place(chain.else_label)
+        self.code.assigned.restore(chain.unset)
         return chain
 
     # --- control flow: leaving ----------------------------------------------------------------
@@ -403,6 +417,7 @@ class Builder(PacketStatements):
         if not (isinstance(stop_value, Const) and isinstance(start, int)):
             code.jump_if(compare(">=", i, stop_value), end)
         begin = code.alloc.loop_begin()
+        unset, assigned_at = code.assigned.state(), code.assigned.mark()
         code.place(top)
         block = code.enter("loop")
         self._loops.append(_Loop(cont, end, len(self._reservations)))
@@ -414,6 +429,7 @@ class Builder(PacketStatements):
             i += 1
             code.jump_if(compare("<", i, stop_value), top)
         code.alloc.loop_end(begin)
+        code.assigned.after_loop(unset, assigned_at)
         code.place(end)
         self._chain = None
 

@@ -30,6 +30,7 @@ from ..errors import ProgramBuildError, SourceLocation
 from ..isa import R0, R10, Reg
 from . import peephole
 from .arith import ArithmeticCode, canonical_bits
+from .assigned import Assignments
 from .calls import ARG_REGS, CallCode
 from .locations import MASK64, Base, FrameBase, MapValueBase, imm32
 from .regalloc import StackSlot, Storage
@@ -96,6 +97,7 @@ class FunctionCode(ArithmeticCode, CallCode):
         self.prefix = label_prefix
         self.blocks: List[Block] = [Block("function", caller_location())]
         self.reachable = True
+        self.assigned = Assignments()
         self.unreachable_at: Optional[SourceLocation] = None
         self.maps: Dict[str, Any] = {}
         self.subprograms: List[Any] = []
@@ -144,12 +146,48 @@ class FunctionCode(ArithmeticCode, CallCode):
         if self._refs.get(label):
             self.reachable = True
 
-    def pending_labels(self) -> List[str]:
-        return self._pending
+    def mark(self) -> Tuple[int, int]:
+        """Where the code stands: allocator events and instructions so far."""
+        return self.alloc.trace.pos, len(self._stream)
 
-    def unplace(self, label: str) -> None:
-        """Take back a label placed but not yet attached (``else`` does)."""
-        self._pending.remove(label)
+    def reopen(self, mark: Tuple[int, int], else_label: str, end_label: str,
+               falls: bool) -> bool:
+        """Turn the end of an if block at ``mark`` (``else_label`` and
+        ``end_label`` placed there) into the start of its else branch:
+        ``goto end_label`` (if the block ``falls`` through), then
+        ``else_label``. False if other code came in between.
+
+        An ``elif_`` condition is evaluated by Python before ``elif_`` runs,
+        so what it emitted (a field load: ``p.elif_(eth.h_proto == ...)``)
+        already follows the labels; those instructions, all from the calling
+        line, move into the else branch behind the inserted ``goto``."""
+        pos, at = mark
+        if else_label in self._pending:       # nothing emitted since the block
+            if pos != self.alloc.trace.pos:
+                return False
+            self._pending.remove(else_label)
+            self._pending.remove(end_label)
+            self.reachable = falls
+            if falls:
+                self.goto(end_label)
+            self.place(else_label)
+            return True
+        if self.sink is not None:              # the emitting pass: move the labels
+            here = caller_location()
+            if any(insn.location != here for insn in self._stream[at:]):
+                return False
+            first = self._stream[at]
+            others = tuple(label for label in first.labels if label not in (else_label,
+                                                                            end_label))
+            if falls:
+                self._stream[at] = first._replace(labels=(else_label,))
+                self._stream.insert(at, asm.goto(end_label)._replace(location=here,
+                                                                     labels=others))
+            else:
+                self._stream[at] = first._replace(labels=others + (else_label,))
+        if falls:
+            self._refs[end_label] = self._refs.get(end_label, 0) + 1
+        return True
 
     def goto(self, label: str) -> None:
         self._refs[label] = self._refs.get(label, 0) + 1
@@ -213,6 +251,7 @@ class FunctionCode(ArithmeticCode, CallCode):
             want: Optional[Reg] = None) -> None:
         if isinstance(value, Local):
             self._check_scope(value.storage)
+            self.assigned.read(value.storage.id)
             self.alloc.use(value.storage, consumer, want)
 
     def _result(self, vtype: Any, storage: Storage, source: Optional[Reg] = None) -> Local:
@@ -290,6 +329,7 @@ class FunctionCode(ArithmeticCode, CallCode):
         var = Var(vtype, storage)
         if init is None:
             self.alloc.define(storage)
+            self.assigned.declare(storage.id)
         else:
             self.assign(var, init)
         return var
@@ -308,6 +348,7 @@ class FunctionCode(ArithmeticCode, CallCode):
             self.alloc.copy(value.storage, storage)
             storage.nullable = storage.nullable or value.storage.nullable
         self.alloc.define(storage)
+        self.assigned.wrote(storage.id)
         storage.version += 1
         if not self.live(storage):
             return

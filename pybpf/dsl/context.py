@@ -90,6 +90,23 @@ class RawTracepointContext:
     def _pointer_value(self) -> Local:
         return self._pointer
 
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        raise build_error("a raw tracepoint's context has no field %r: it is the tracepoint's "
+                          "arguments, ctx.args[0] to ctx.args[%d] (u64)%s"
+                          % (name, MAX_RAW_ARGS - 1, RAW_SYSCALL_ARGS.get(self._name, "")))
+
+
+#: What ``ctx.args`` holds for the raw syscall tracepoints (the TP_PROTOs of
+#: ``include/trace/events/syscalls.h``), for errors and docstrings.
+RAW_SYSCALL_ARGS = {
+    "sys_enter": "; for sys_enter: ctx.args[0] is the struct pt_regs * of the call (its "
+                 "arguments are read from it) and ctx.args[1] the syscall number",
+    "sys_exit": "; for sys_exit: ctx.args[0] is the struct pt_regs * and ctx.args[1] the "
+                "return value (the syscall number is in the registers: orig_ax on x86-64)",
+}
+
 
 class _Args:
     def __init__(self, ctx: RawTracepointContext):

@@ -17,7 +17,7 @@ Results: a scalar is ``s64`` or ``u64`` by the C type; a ``void *`` that
 may be NULL must be checked before use (see :mod:`pybpf.dsl.memory`).
 """
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from ..helper_defs import HELPERS
 from ..helper_proto import (ARG_CALLBACK, ARG_CONST_PTR, ARG_CTX, ARG_FLAGS, ARG_KERNEL_PTR,
@@ -57,23 +57,26 @@ class Helpers:
 
 
 def call_helper(builder: Any, proto: HelperProto, args: tuple, kwargs: Dict[str, Any],
-                result_type: Any = None) -> Any:
+                result_type: Any = None, variadic: Optional[List[Any]] = None) -> Any:
     """Check, marshal and emit one helper call; return its result.
 
     ``result_type`` types the memory a returned pointer points at (a map's
-    value type for ``bpf_map_lookup_elem``)."""
+    value type for ``bpf_map_lookup_elem``). ``variadic`` are the values
+    after the prototype's arguments, for the one variadic helper the DSL
+    wraps (``bpf_trace_printk``, see :mod:`.printk`)."""
     if proto.args is None:
         raise build_error("%s has no documented prototype in the header the helper table "
                           "was generated from, so it cannot be typed" % proto.name)
-    if proto.variadic:
-        raise build_error("%s takes a variable argument list, which the DSL does not "
-                          "support; use the non-variadic variant if there is one" % proto.name)
+    if proto.variadic and variadic is None:
+        raise build_error("%s takes a variable argument list; the DSL has p.printk() for "
+                          "bpf_trace_printk" % proto.name)
     bound = _bind(proto, list(args), dict(kwargs))
     marshalled = []
     previous: Any = None
     for spec, value in zip(proto.args, bound):
         marshalled.append(_marshal(proto, spec, value, previous))
         previous = value
+    marshalled.extend(Arg("value", value=implicit(as_value(v), u64)) for v in variadic or ())
     return _emit(builder, proto, marshalled, result_type)
 
 

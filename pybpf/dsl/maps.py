@@ -27,7 +27,7 @@ from ..caller import user_frame
 from ..kernel.maps import MapSpec
 from ..consts import (BPF_ANY, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH,
                       BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_RINGBUF)
-from .builder import statement
+from .statement import statement
 from .codegen import current
 from .helpers import call_helper, helper
 from .memory import AddressView, Ref

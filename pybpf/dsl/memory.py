@@ -155,10 +155,15 @@ class Ref:
     __hash__ = object.__hash__
 
     def __eq__(self, other: Any) -> Cond:  # type: ignore[override]
-        """``ptr == 0`` (or ``None``): a condition, like :attr:`is_null`."""
+        """``ptr == 0`` (or ``None``): a condition, like :attr:`is_null`;
+        ``comm == b"bash"``: string equality (``p.str_eq``)."""
+        if isinstance(other, (bytes, bytearray)):
+            return self._code().builder.str_eq(self, other)
         return compare("==", self._pointer_value(unchecked=True), _null(other))
 
     def __ne__(self, other: Any) -> Cond:  # type: ignore[override]
+        if isinstance(other, (bytes, bytearray)):
+            return ~self._code().builder.str_eq(self, other)
         return compare("!=", self._pointer_value(unchecked=True), _null(other))
 
     @property
@@ -176,6 +181,16 @@ class Ref:
     def __bool__(self) -> bool:
         raise build_error("a pointer has no truth value while the program is being built; "
                           "write `with p.if_(ptr):`")
+
+    def _arithmetic(self, other: Any) -> Any:
+        """``c += 1`` on a pointer (a lookup's result) is a mistake for ``c[0] += 1``."""
+        what = "c.field += 1" if isinstance(self._type, StructType) else "c[0] += 1"
+        raise build_error("this is a pointer to %s, not a number: to change what it points at, "
+                          "write `%s` (or p.atomic_add(...) where CPUs share it)"
+                          % (self._type.name, what))
+
+    __add__ = __radd__ = __iadd__ = __sub__ = __rsub__ = __isub__ = _arithmetic
+    __mul__ = __rmul__ = __imul__ = __or__ = __ior__ = __and__ = __iand__ = _arithmetic
 
     def __repr__(self) -> str:
         return "<Ref %s at %r%+d>" % (self._type.name, self._base, self._offset)

@@ -124,8 +124,18 @@ def tracepoint(category: str, name: Optional[str] = None, *, format: Any = None,
 
 def raw_tracepoint(name: str, *, cpu: int = DEFAULT_CPU,
                    license: str = "GPL") -> Callable[[Callable], ProgramDecl]:
-    """``@raw_tracepoint("sys_enter")``: ``ctx.args[i]`` are the
-    tracepoint's arguments (for sys_enter: ``struct pt_regs *``, syscall id)."""
+    """``@raw_tracepoint("sys_enter")``: ``ctx.args[i]`` (``u64``) are the
+    tracepoint's arguments, as its ``TP_PROTO`` lists them:
+
+    * ``sys_enter``: ``ctx.args[0]`` is the ``struct pt_regs *`` of the
+      call (the syscall's own arguments are read from it), ``ctx.args[1]``
+      the syscall number;
+    * ``sys_exit``: ``ctx.args[0]`` is the ``struct pt_regs *``,
+      ``ctx.args[1]`` the return value (a negative errno on failure; the
+      syscall number is in the registers, ``orig_ax`` on x86-64).
+
+    A raw tracepoint is cheaper than ``@tracepoint("raw_syscalls", ...)``:
+    no record is built for it."""
     def decorate(fn: Callable) -> ProgramDecl:
         return ProgramDecl(fn, BPF_PROG_TYPE_RAW_TRACEPOINT, name,
                        lambda code: RawTracepointContext(code, name), cpu=cpu, license=license)

@@ -66,6 +66,15 @@ class Value:
     def __index__(self) -> int:
         raise build_error("a DSL value is not a Python int; use it in DSL expressions only")
 
+    def __getitem__(self, index: Any) -> Any:
+        space = getattr(self.type, "space", None)
+        if space in ("user", "kernel"):
+            raise build_error("this is a %s-space pointer (%s): the program cannot index it; "
+                              "copy what it points at with p.helpers.probe_read_%s(dst, ptr) "
+                              "(a string: probe_read_%s_str), then index the copy"
+                              % (space, self.type.name, space, space))
+        raise build_error("a %s value cannot be indexed" % getattr(self.type, "name", "DSL"))
+
     # arithmetic
     def __add__(self, other): return binary("+", self, other)
     def __radd__(self, other): return binary("+", other, self)
