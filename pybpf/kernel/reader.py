@@ -220,59 +220,6 @@ class RingReader:
         read with it were handed out: on this call if it has none, else on
         the next.
         """
-<<<<<<< HEAD
-=======
-        out: list = []
-        decoder = self.decoder
-        if decoder is not None:
-            def handle(ring: Ring, buffer: memoryview, offsets: List[int]) -> None:
-                out.extend(decoder.decode_from(buffer, offsets, ring.payloads))
-        else:
-            def handle(ring: Ring, buffer: memoryview, offsets: List[int]) -> None:
-                out.extend(map(bytes, ring.payloads(buffer, offsets)))
-        self._read(handle, timeout)
-        return out
-
-    def __iter__(self) -> Iterator[Any]:
-        """``for record in reader:``: records as they come, until the reader
-        is closed (another thread's ``close()``, or the Collection's)."""
-        while not self._closed:
-            yield from self.read()
-
-    def poll(self, callback: Callable[[Any], None], timeout: Optional[float] = None) -> int:
-        """Hand each record ready within ``timeout`` seconds (as :meth:`read`)
-        to ``callback``, in order (libbpf's ``ring_buffer__poll``); returns
-        how many there were."""
-        records = self.read(timeout)
-        for record in records:
-            callback(record)
-        return len(records)
-
-    def read_raw(self, handler: Callable[[List[memoryview]], None],
-                 timeout: Optional[float] = None) -> int:
-        """Call ``handler(views)`` with each ring's batch of payloads, in
-        ring order, and return how many records it was given.
-
-        The memoryviews point into the ring itself (or into a copy of a
-        stretch that wraps around the ring's end) and are released when
-        the handler returns (the space goes back to the kernel): copy what
-        must outlive the call. Perf payloads may carry up to 7 bytes of
-        padding after the record.
-        """
-        def handle(ring: Ring, buffer: memoryview, offsets: List[int]) -> None:
-            views = ring.payloads(buffer, offsets)
-            try:
-                handler(views)
-            finally:
-                for view in views:
-                    view.release()
-        return self._read(handle, timeout)
-
-    def _read(self, handle: _Handle, timeout: Optional[float]) -> int:
-        """The wait loop. A corrupt ring is reported by raising
-        :class:`CorruptRingError`, but only once the good records read with
-        it were handed out: on this call if it has none, else on the next."""
->>>>>>> dsl-work
         with self._lock:
             if self._closed:
                 return 0
@@ -308,6 +255,21 @@ class RingReader:
         else:
             self.consume(lambda lease: out.extend(map(bytes, lease.views())), timeout=timeout)
         return out
+
+    def __iter__(self) -> Iterator[Any]:
+        """``for record in reader:``: records as they come, until the reader
+        is closed (another thread's ``close()``, or the Collection's)."""
+        while not self._closed:
+            yield from self.read()
+
+    def poll(self, callback: Callable[[Any], None], timeout: Optional[float] = None) -> int:
+        """Hand each record ready within ``timeout`` seconds (as :meth:`read`)
+        to ``callback``, in order (libbpf's ``ring_buffer__poll``); returns
+        how many there were."""
+        records = self.read(timeout)
+        for record in records:
+            callback(record)
+        return len(records)
 
     def read_raw(self, handler: Callable[[List[memoryview]], None],
                  timeout: Optional[float] = None) -> int:
