@@ -220,11 +220,12 @@ def _type_name(record_type: Any) -> str:
 def _load_program(spec: ProgramSpec, maps: Mapping[str, Map]) -> Program:
     """Load one program; one with its functions described also gets its
     BTF (which the kernel keeps once the program holds it)."""
+    load_fields = dict(prog_type=spec.prog_type, name=spec.name, license=spec.license,
+                       maps=maps, expected_attach_type=spec.expected_attach_type,
+                       prog_flags=spec.prog_flags, attach_btf_id=spec.attach_btf_id)
     if spec.btf is None:
-        return Program.load(spec.code, prog_type=spec.prog_type, name=spec.name,
-                            license=spec.license, maps=maps)
+        return Program.load(spec.code, **load_fields)
     with load_btf(spec.btf) as btf:
-        return Program.load(spec.code, prog_type=spec.prog_type, name=spec.name,
-                            license=spec.license, maps=maps, btf_fd=btf.fileno(),
-                            func_info=spec.func_info)
+        return Program.load(spec.code, btf_fd=btf.fileno(), func_info=spec.func_info,
+                            **load_fields)
 

@@ -37,6 +37,10 @@ class ProgramSpec:
     ``func_info`` ((slot, BTF FUNC id) per function) describe the program's
     functions; the kernel requires them when a program takes a function's
     address (a ``bpf_loop`` callback).
+    ``expected_attach_type``, ``prog_flags`` and ``attach_btf_id`` are
+    ``BPF_PROG_LOAD``'s fields of those names, for programs whose section
+    asks for them (an ELF object's ``cgroup/connect4``, ``xdp.frags``,
+    ``fentry/<function>``).
     """
     name: str
     prog_type: int
@@ -46,6 +50,9 @@ class ProgramSpec:
     cpu: int = 3
     btf: Optional[bytes] = None
     func_info: Sequence[Tuple[int, int]] = ()
+    expected_attach_type: int = 0
+    prog_flags: int = 0
+    attach_btf_id: int = 0
 
 
 @dataclass
