@@ -42,9 +42,11 @@ def encode_variable(btf: BTF, variable: Variable, value: Any) -> bytes:
     return raw.ljust(variable.size, b"\0")
 
 
-def decode_variable(btf: BTF, variable: Variable, raw: bytes) -> Any:
-    """``variable`` read from its bytes: an int for integers and enums,
-    ``bytes`` (up to the first NUL for char arrays) otherwise."""
+def decode_variable(btf: BTF, variable: Variable, section_value: bytes) -> Any:
+    """``variable`` read from the value of its section's map: an int for
+    integers and enums, ``bytes`` (up to the first NUL for char arrays)
+    otherwise."""
+    raw = bytes(section_value[variable.offset:variable.offset + variable.size])
     t = btf.resolve_type(variable.type_id)
     if t.kind in (BTF_KIND_INT, BTF_KIND_ENUM, BTF_KIND_ENUM64):
         info = btf.int_info(t.id)
