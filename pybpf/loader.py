@@ -20,15 +20,20 @@ independent. ``coll.maps.counts`` and ``coll.programs.count_syscalls`` (or
 ``coll.maps["counts"]``) are the kernel objects, with the spec's codecs.
 """
 
+import errno
+import os
 import warnings
 from contextlib import ExitStack
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from .consts import BPF_PROG_TYPE_RAW_TRACEPOINT, BPF_PROG_TYPE_SCHED_CLS, BPF_PROG_TYPE_XDP
-from .errors import ProgramTypeError
+from .consts import (BPF_MAP_TYPE_PROG_ARRAY, BPF_PROG_TYPE_RAW_TRACEPOINT,
+                     BPF_PROG_TYPE_SCHED_CLS, BPF_PROG_TYPE_XDP)
+from .errors import BPFError, ProgramTypeError
 from .kernel import features, link, netattach
 from .kernel.btf_load import load_btf
+from .kernel.map_spec import MapSpec, create_attr
 from .kernel.maps import Map
+from .kernel.pin import unpin
 from .kernel.prog import Program
 from .kernel.records import decoder_for
 from .kernel.ringbuf import RingBufReader
@@ -74,10 +79,13 @@ class Collection:
         self.spec = spec
         if not spec.programs:
             raise ValueError("a collection needs at least one program")
+        self._new_pins: List[str] = []
         try:
             self._load()
         except BaseException:
             self.close()
+            for path in self._new_pins:
+                unpin(path)
             raise
 
     def _load(self) -> None:
@@ -86,16 +94,46 @@ class Collection:
             features.probe().require("cpu_v4")   # else: "BPF_ALU uses reserved fields"
         configs = {config.map: config for config in spec.configs.values()}
         for name, map_spec in spec.maps.items():
-            live = self._resources.enter_context(Map.create(map_spec))
+            live, reused = self._map(map_spec)
             config = configs.get(name)
-            if config is not None:
+            if config is not None and not reused:
                 live[0] = config.encode(config.values)
                 if config.freeze:
                     live.freeze()
             self.maps[name] = live
+        self._fill_slots(self.maps, BPF_MAP_TYPE_PROG_ARRAY, exclude=True)
         for name, program in spec.programs.items():
             self.programs[name] = self._resources.enter_context(_load_program(program,
                                                                               self.maps))
+        self._fill_slots(self.programs, BPF_MAP_TYPE_PROG_ARRAY)
+
+    def _map(self, spec: MapSpec) -> Tuple[Map, bool]:
+        """The map of ``spec`` and whether it was reused: one pinned at its
+        ``pin_path`` if it matches (libbpf's reuse test), else a new one,
+        pinned there (and unpinned again if the collection fails to load)."""
+        if spec.pin_path and os.path.exists(spec.pin_path):
+            live = self._resources.enter_context(
+                Map.from_pin(spec.pin_path, name=spec.name, key=spec.key, value=spec.value))
+            _check_reusable(live, spec)
+            return live, True
+        live = self._resources.enter_context(Map.create(spec))
+        if spec.pin_path:
+            live.pin(spec.pin_path)
+            self._new_pins.append(spec.pin_path)
+        return live, False
+
+    def _fill_slots(self, values: Mapping[str, Any], map_type: int,
+                    exclude: bool = False) -> None:
+        """Write each map's ``contents`` (of ``map_type``, or of every other
+        type with ``exclude``): slot index -> the fd of the named value."""
+        for name, map_spec in self.spec.maps.items():
+            if not map_spec.contents or (map_spec.type_value == map_type) == exclude:
+                continue
+            for index, value_name in sorted(map_spec.contents.items()):
+                if value_name not in values:
+                    raise KeyError("map %r: slot %d holds %r, which this collection does not "
+                                   "have" % (name, index, value_name))
+                self.maps[name][index] = values[value_name]
 
     # --- attaching ------------------------------------------------------------------------------
 
@@ -215,6 +253,21 @@ def _type_name(record_type: Any) -> str:
     if isinstance(record_type, type):
         return record_type.__name__
     return getattr(record_type, "name", "Record")
+
+
+def _check_reusable(live: Map, spec: MapSpec) -> None:
+    """Refuse a pinned map unlike ``spec`` (libbpf's ``map_is_reuse_compat``)."""
+    want = create_attr(spec, spec.type_value)
+    have = live.info()
+    pairs = (("type", want.map_type), ("key_size", want.key_size),
+             ("value_size", want.value_size), ("max_entries", want.max_entries),
+             ("flags", want.map_flags))
+    differ = ["%s %s, not %s" % (name, getattr(have, name), value) for name, value in pairs
+              if getattr(have, name) != value]
+    if differ:
+        raise BPFError(errno.EEXIST, "reuse pinned map %r" % spec.name,
+                       "%s holds a different map (%s): unpin it or change the spec"
+                       % (spec.pin_path, "; ".join(differ)))
 
 
 def _load_program(spec: ProgramSpec, maps: Mapping[str, Map]) -> Program:

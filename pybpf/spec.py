@@ -17,7 +17,6 @@ setting) to load variants of the same programs side by side.
 (1024, 4096)
 """
 
-import copy
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
@@ -86,7 +85,8 @@ class CollectionSpec:
         changing this one (instructions and codecs, never changed in
         place, are shared)."""
         return CollectionSpec(
-            maps={name: copy.copy(spec) for name, spec in self.maps.items()},
+            maps={name: replace(spec, contents=dict(spec.contents))
+                  for name, spec in self.maps.items()},
             programs={name: replace(spec) for name, spec in self.programs.items()},
             configs={name: replace(spec, values=dict(spec.values))
                      for name, spec in self.configs.items()})

@@ -136,12 +136,11 @@ def _parse_values(btf: BTF, definition: MapDef, type_id: int) -> None:
     if pointer.kind != BTF_KIND_PTR:
         raise ValueError("is not an __array() of pointers")
     target = btf.resolve_type(pointer.type)
-    if target.kind == BTF_KIND_FUNC_PROTO:
-        return
-    definition.inner = parse_btf_map(btf, definition.name + ".inner", target.id,
-                                     definition.section, definition.offset)
     if not definition.value_size:
-        definition.value_size = 4
+        definition.value_size = 4   # a slot holds a map's or program's fd
+    if target.kind != BTF_KIND_FUNC_PROTO:
+        definition.inner = parse_btf_map(btf, definition.name + ".inner", target.id,
+                                         definition.section, definition.offset)
 
 
 def btf_maps(elf: ElfFile, btf: Optional[BTF]) -> List[MapDef]:

@@ -24,10 +24,11 @@ from ..kernel.btf import BTF, vmlinux
 from ..kernel.btf_format import BTF_KIND_FUNC, BTF_KIND_TYPEDEF
 from ..kernel.btf_load import LoadedBTF, load_btf
 from ..kernel.map_spec import MapSpec
+from ..kernel.pin import BPFFS_PATH
 from ..spec import CollectionSpec, ConfigSpec, ProgramSpec
 from .bpf_object import BPFObject, ObjectProgram
 from .link import REF_MAP, LinkedProgram
-from .maps import GlobalData, MapDef
+from .maps import LIBBPF_PIN_BY_NAME, GlobalData, MapDef
 from .sections import SEC_ATTACH_BTF
 from .values import encode_variable
 
@@ -78,13 +79,22 @@ def spec_of(obj: BPFObject) -> CollectionSpec:
 
 
 def _map_spec(obj: BPFObject, definition: MapDef, btf: Optional[ObjectBTF]) -> MapSpec:
-    if definition.map_type in (BPF_MAP_TYPE_ARRAY_OF_MAPS, BPF_MAP_TYPE_HASH_OF_MAPS):
-        raise obj.elf.error("map %r is a map of maps, which pybpf cannot create yet"
-                            % definition.name)
+    """A map as libbpf creates it: a map of maps with its inner template,
+    initial slots (maps, or a prog array's programs) by name, and
+    ``LIBBPF_PIN_BY_NAME`` pinned under /sys/fs/bpf."""
+    if (definition.map_type in (BPF_MAP_TYPE_ARRAY_OF_MAPS, BPF_MAP_TYPE_HASH_OF_MAPS)
+            and definition.inner is None):
+        raise obj.elf.error("map %r is a map of maps without an inner map definition "
+                            "(__array(values, ...))" % definition.name)
     spec = MapSpec(definition.map_type, key_size=definition.key_size,
                    value_size=definition.value_size, max_entries=definition.max_entries,
                    name=definition.name, flags=definition.map_flags,
-                   numa_node=definition.numa_node or None)
+                   numa_node=definition.numa_node or None, map_extra=definition.map_extra,
+                   contents=dict(definition.initial),
+                   pin_path=(BPFFS_PATH + "/" + definition.name
+                             if definition.pinning == LIBBPF_PIN_BY_NAME else None))
+    if definition.inner is not None:
+        spec.inner = _map_spec(obj, definition.inner, None)
     if (btf is not None and definition.btf_value_type_id
             and definition.map_type not in NO_BTF_MAP_TYPES):
         spec.btf = btf

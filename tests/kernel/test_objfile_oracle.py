@@ -3,6 +3,7 @@ every program ``bpftool prog loadall`` loads must load through pybpf with
 the same translated instructions (``bpftool prog dump xlated``), map ids
 aside; an object bpftool refuses, pybpf refuses with one line."""
 
+import contextlib
 import json
 import os
 import re
@@ -43,12 +44,28 @@ def _by_name_pins(path: str):
     return [os.path.join(BPFFS, m.name) for m in maps if m.pinning == LIBBPF_PIN_BY_NAME]
 
 
+@contextlib.contextmanager
+def _by_name_pins_removed(path: str):
+    """Remove the maps ``path`` pins by name (those not there before) on exit."""
+    ours = [pin for pin in _by_name_pins(path) if not os.path.exists(pin)]
+    try:
+        yield
+    finally:
+        for pin in ours:
+            if os.path.exists(pin):
+                os.unlink(pin)
+
+
 def bpftool_loadall(path: str):
     """{program name: xlated} as libbpf loads ``path``, or None if it refuses.
-    The pins (and maps pinned by name, unless they were there before) are
-    removed before returning, which unloads everything."""
+    The pins (and maps pinned by name) are removed before returning, which
+    unloads everything."""
     pin_dir = BPFFS + "/pybpf_test_%s" % uuid.uuid4().hex[:12]
-    ours = [pin for pin in _by_name_pins(path) if not os.path.exists(pin)]
+    with _by_name_pins_removed(path):
+        return _bpftool_pinned(path, pin_dir)
+
+
+def _bpftool_pinned(path: str, pin_dir: str):
     try:
         done = subprocess.run(["bpftool", "prog", "loadall", path, pin_dir],
                               capture_output=True, text=True)
@@ -63,17 +80,15 @@ def bpftool_loadall(path: str):
         return out
     finally:
         shutil.rmtree(pin_dir, ignore_errors=True)
-        for pin in ours:
-            if os.path.exists(pin):
-                os.unlink(pin)
 
 
 def pybpf_loadall(path: str):
-    """{program name: xlated} as pybpf loads ``path`` (closed again)."""
+    """{program name: xlated} as pybpf loads ``path`` (closed again, its
+    maps pinned by name removed)."""
     spec = collection_spec(path)
     if not spec.programs:
         return {}
-    with Collection(spec) as coll:
+    with _by_name_pins_removed(path), Collection(spec) as coll:
         return {name: _xlated(program.id) for name, program in coll.programs.items()}
 
 
@@ -107,7 +122,7 @@ def test_shipped_object_matches_libbpf(path, no_leaks):
     _check(path)
 
 
-@pytest.mark.parametrize("stem", ["minimal", "opensnoop", "net"])
+@pytest.mark.parametrize("stem", ["minimal", "opensnoop", "net", "slots"])
 def test_clang_object_matches_libbpf(stem, clang_objects, no_leaks):  # noqa: F811
     assert bpftool_loadall(clang_objects[stem]) is not None
     _check(clang_objects[stem])
