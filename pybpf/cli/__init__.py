@@ -19,6 +19,7 @@ from .code import COMMANDS
 from .common import CLIError
 from .features import features
 from .objects import GROUPS
+from .objload import COMMANDS as OBJECT_COMMANDS
 
 
 def _describe(exc: BaseException) -> str:
@@ -62,6 +63,8 @@ def cli(debug: bool) -> None:
 
 for _group in GROUPS:
     cli.add_command(_group)
+for _command in OBJECT_COMMANDS:
+    cli.commands["prog"].add_command(_command)
 cli.add_command(features)
 for _command in COMMANDS:
     cli.add_command(_command)

@@ -32,9 +32,9 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from .. import isa
 from ..kernel.btf import BTF
-from ..kernel.btf_format import (BTF_INT_SIGNED, BTF_KIND_ARRAY, BTF_KIND_ENUM, BTF_KIND_ENUM64,
+from ..kernel.btf_format import (BTF_KIND_ARRAY, BTF_KIND_ENUM, BTF_KIND_ENUM64,
                                  BTF_KIND_FLOAT, BTF_KIND_FUNC_PROTO, BTF_KIND_FWD,
-                                 BTF_KIND_INT, BTF_KIND_PTR, BTF_KIND_STRUCT, BTF_KIND_UNION,
+                                 BTF_KIND_INT, BTF_KIND_PTR,
                                  BTFError, COMPOSITE_KINDS)
 from .btf_ext import BTFExt, CoreRelo
 from .reader import ElfFile
