@@ -144,3 +144,18 @@ def test_disasm_of_an_object_names_maps(clang_objects):  # noqa: F811
     assert "# map seen: bloom_filter" in out
     done = pybpf("disasm", path, "-s", "xdp", check=False)
     assert done.returncode == 1 and "has no program in section xdp" in done.stderr
+
+
+def test_bench_elf_quick_run(tmp_path):
+    """``tools/bench.py elf --quick`` runs and reports both loaders (no
+    timing asserted)."""
+    out = tmp_path / "bench.json"
+    tools = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), "tools", "bench.py")
+    done = subprocess.run([sys.executable, tools, "elf", "--quick", "--json", str(out)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(out.read_text())["results"]["elf"]
+    assert any(name.endswith(": pybpf") for name in figures)
+    assert any(name.endswith(": bpftool") for name in figures)
+    assert not any(name.endswith("fails") for name in figures)
