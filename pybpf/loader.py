@@ -280,5 +280,5 @@ def _load_program(spec: ProgramSpec, maps: Mapping[str, Map]) -> Program:
         return Program.load(spec.code, **load_fields)
     with load_btf(spec.btf) as btf:
         return Program.load(spec.code, btf_fd=btf.fileno(), func_info=spec.func_info,
-                            **load_fields)
+                            line_info=spec.line_info, **load_fields)
 

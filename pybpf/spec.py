@@ -35,7 +35,9 @@ class ProgramSpec:
     instruction set version the code needs (4: Linux 6.6). ``btf`` and
     ``func_info`` ((slot, BTF FUNC id) per function) describe the program's
     functions; the kernel requires them when a program takes a function's
-    address (a ``bpf_loop`` callback).
+    address (a ``bpf_loop`` callback); ``line_info`` (slot, file name and
+    line string offsets in ``btf``, line << 10 | column) names the C lines
+    in the verifier's log.
     ``expected_attach_type``, ``prog_flags`` and ``attach_btf_id`` are
     ``BPF_PROG_LOAD``'s fields of those names, for programs whose section
     asks for them (an ELF object's ``cgroup/connect4``, ``xdp.frags``,
@@ -49,6 +51,7 @@ class ProgramSpec:
     cpu: int = 3
     btf: Optional[bytes] = None
     func_info: Sequence[Tuple[int, int]] = ()
+    line_info: Sequence[Tuple[int, int, int, int]] = ()
     expected_attach_type: int = 0
     prog_flags: int = 0
     attach_btf_id: int = 0

@@ -3,8 +3,8 @@ sees it: the whole process.
 
 Called by ``tools/bench.py elf`` (root). For each object of the ELF loader's
 corpus (``tests/kernel/objfile_corpus.py``: the clang-built objects, then
-cilium/ebpf's and libxdp's) that ``bpftool prog loadall`` loads on this
-kernel, the wall time of ``pybpf prog loadall OBJ DIR`` and of ``bpftool
+cilium/ebpf's and libxdp's) that has programs and that ``bpftool prog
+loadall`` loads on this kernel, the wall time of ``pybpf prog loadall OBJ DIR`` and of ``bpftool
 prog loadall OBJ DIR`` (process start, open, relocate, load, pin, exit),
 side by side; the pins are removed after each run. One run of each comes
 first, unmeasured, so that the BTF index cache and the page cache are warm.
@@ -25,6 +25,8 @@ sys.path[:0] = [_ROOT, os.path.join(_ROOT, "tests", "kernel")]
 
 from objfile_corpus import (BPFFS, build_objects, by_name_pins_removed,  # noqa: E402
                             shipped_objects)
+
+from pybpf.objfile.bpf_object import BPFObject  # noqa: E402
 
 PYBPF = [sys.executable, "-m", "pybpf.cli", "prog", "loadall"]
 BPFTOOL = ["bpftool", "prog", "loadall"]
@@ -58,8 +60,8 @@ def run(repeats: int = 5, limit: int = 0) -> Dict[str, Dict[str, float]]:
             objects = objects[:limit]
         for path in objects:
             name = os.path.basename(path)
-            if _timed_load(BPFTOOL, path) < 0:
-                continue   # libbpf refuses it here: nothing to compare
+            if not BPFObject(path).programs or _timed_load(BPFTOOL, path) < 0:
+                continue   # nothing to load, or libbpf refuses it here: nothing to compare
             if _timed_load(PYBPF, path) < 0:
                 results["%s: pybpf fails" % name] = {"median": 1, "min": 1, "max": 1,
                                                      "unit": "failure"}

@@ -60,8 +60,9 @@ class Function(NamedTuple):
 
 class LinkedProgram(NamedTuple):
     """An entry program with its subprograms appended: code (slots) and,
-    by slot, the references left for load time, the ``func_info`` and the
-    ``line_info`` (slot, file, line, column)."""
+    by slot, the references left for load time, the ``func_info``, the
+    ``line_info`` (slot, file, line, column) and the same as the kernel
+    takes it (slot, file name offset, line offset, line_col)."""
 
     name: str
     section: str
@@ -69,6 +70,7 @@ class LinkedProgram(NamedTuple):
     references: Dict[int, Reference]
     func_info: List[Tuple[int, int]]
     line_info: List[Tuple[int, str, int, int]]
+    kernel_line_info: List[Tuple[int, int, int, int]]
 
 
 ExternPatch = Callable[[bytearray, int, Symbol, Section], Optional[Reference]]
@@ -190,7 +192,8 @@ class Linker:
         state = _LinkState()
         self._append(state, entry)
         return LinkedProgram(entry.name, entry.section.name, bytes(state.code),
-                             state.references, state.func_info, state.line_info)
+                             state.references, state.func_info, state.line_info,
+                             state.kernel_line_info)
 
     def _append(self, state: "_LinkState", function: Function) -> None:
         base = len(state.code) // 8
@@ -246,9 +249,11 @@ class Linker:
                 state.func_info.append((base + (record.insn_off - lo) // 8, record.type_id))
         for line in self._ext.line_info.get(name, ()):
             if lo <= line.insn_off < hi:
-                state.line_info.append((base + (line.insn_off - lo) // 8,
-                                        self._string(line.file_name_off), line.line,
+                slot = base + (line.insn_off - lo) // 8
+                state.line_info.append((slot, self._string(line.file_name_off), line.line,
                                         line.column))
+                state.kernel_line_info.append((slot, line.file_name_off, line.line_off,
+                                               line.line_col))
 
 
 class _LinkState:
@@ -261,3 +266,4 @@ class _LinkState:
         self.references: Dict[int, Reference] = {}
         self.func_info: List[Tuple[int, int]] = []
         self.line_info: List[Tuple[int, str, int, int]] = []
+        self.kernel_line_info: List[Tuple[int, int, int, int]] = []

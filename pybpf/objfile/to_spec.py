@@ -135,6 +135,7 @@ def _program_spec(obj: BPFObject, program: ObjectProgram, btf: Optional[bytes]) 
         name=program.name, prog_type=definition.prog_type,
         target=definition.attach_target(program.section), code=_assembled(linked),
         license=obj.license, btf=btf if func_info else None, func_info=func_info,
+        line_info=tuple(linked.kernel_line_info) if func_info else (),
         expected_attach_type=definition.expected_attach_type,
         prog_flags=definition.prog_flags,
         attach_btf_id=(_attach_btf_id(obj, program) if definition.flags & SEC_ATTACH_BTF

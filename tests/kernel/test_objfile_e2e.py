@@ -5,14 +5,17 @@ of ``minimal`` and the ring buffer of the opensnoop-style object (with its
 
 import os
 
+import pytest
+
 from construct import Bytes, Int32sl, Int32ul, Struct
 from objfile_corpus import clang_objects  # noqa: F401 (fixture)
 
+from pybpf.errors import VerifierError
 from pybpf.kernel.records import decoder_for
 from pybpf.kernel.ringbuf import RingBufReader
 from pybpf.loader import Collection
 from pybpf.objfile.bpf_object import BPFObject
-from pybpf.objfile.to_spec import spec_of
+from pybpf.objfile.to_spec import collection_spec, spec_of
 from pybpf.objfile.values import decode_variable
 from pybpf.kernel.btf import vmlinux
 
@@ -54,3 +57,18 @@ def test_opensnoop_reports_the_opens_this_process_made(clang_objects, tmp_path,
     assert {(e.tgid, e.ppid) for e in ours} == {(os.getpid(), os.getppid())}
     assert all(e.ret >= 0 for e in ours)
     assert all(e.tgid == os.getpid() for e in events)   # the const volatile filter
+
+
+def test_verifier_log_shows_the_c_lines(clang_objects, no_leaks):  # noqa: F811
+    """line_info reaches the kernel: the log quotes the C source, and the
+    error names the file and line of the rejected instruction."""
+    spec = collection_spec(clang_objects["rejected"])
+    try:
+        Collection(spec)
+    except VerifierError as exc:   # its traceback (holding the spec's BTF) ends here
+        log, message = exc.log, str(exc)
+    else:
+        pytest.fail("the verifier accepted a NULL dereference")
+    del spec
+    assert "; return *count > 1;" in log
+    assert "rejected.bpf.c:21" in message
