@@ -103,8 +103,9 @@ class Collection:
             self.maps[name] = live
         self._fill_slots(self.maps, BPF_MAP_TYPE_PROG_ARRAY, exclude=True)
         for name, program in spec.programs.items():
-            self.programs[name] = self._resources.enter_context(_load_program(program,
-                                                                              self.maps))
+            if program.autoload:
+                self.programs[name] = self._resources.enter_context(_load_program(program,
+                                                                                  self.maps))
         self._fill_slots(self.programs, BPF_MAP_TYPE_PROG_ARRAY)
 
     def _map(self, spec: MapSpec) -> Tuple[Map, bool]:
@@ -142,9 +143,10 @@ class Collection:
         tracepoint) to their tracepoints. XDP and tc programs attach to an
         interface: :meth:`attach_xdp`, :meth:`attach_tc`."""
         programs = self.spec.programs
-        unknown = set(names) - set(programs)
+        unknown = set(names) - set(self.programs)
         if unknown:
-            raise KeyError("no program named %s in this collection" % ", ".join(sorted(unknown)))
+            raise KeyError("no program named %s is loaded in this collection"
+                           % ", ".join(sorted(unknown)))
         for name in names:
             if programs[name].prog_type in NETWORK_PROGRAMS:
                 raise ProgramTypeError("%s attaches to a network interface, not a tracepoint: "
@@ -152,7 +154,8 @@ class Collection:
                                        % (name, NETWORK_PROGRAMS[programs[name].prog_type]))
         try:
             for name, program in programs.items():
-                if (names and name not in names) or program.prog_type in NETWORK_PROGRAMS:
+                if ((names and name not in names) or program.prog_type in NETWORK_PROGRAMS
+                        or name not in self.programs):
                     continue
                 if program.prog_type == BPF_PROG_TYPE_RAW_TRACEPOINT:
                     attached = link.attach_raw_tracepoint(self.programs[name], program.target)

@@ -41,7 +41,8 @@ class ProgramSpec:
     ``expected_attach_type``, ``prog_flags`` and ``attach_btf_id`` are
     ``BPF_PROG_LOAD``'s fields of those names, for programs whose section
     asks for them (an ELF object's ``cgroup/connect4``, ``xdp.frags``,
-    ``fentry/<function>``).
+    ``fentry/<function>``). A program with ``autoload`` false is left out
+    when the collection loads (libbpf's ``bpf_program__set_autoload``).
     """
     name: str
     prog_type: int
@@ -55,6 +56,7 @@ class ProgramSpec:
     expected_attach_type: int = 0
     prog_flags: int = 0
     attach_btf_id: int = 0
+    autoload: bool = True
 
 
 @dataclass

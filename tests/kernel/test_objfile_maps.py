@@ -69,3 +69,14 @@ def test_failed_load_unpins_what_it_pinned(slots):
     with pytest.raises(KeyError, match="no_such_program"):
         Collection(broken)
     assert not os.path.exists(PIN)
+
+
+def test_program_with_autoload_off_is_not_loaded(slots):
+    slots_spec = collection_spec(slots)
+    slots_spec.programs["entry"].autoload = False
+    with Collection(slots_spec) as coll:
+        assert list(coll.programs) == ["tail_target"]
+        assert coll.maps.jumps[1] == coll.programs.tail_target.id
+        with pytest.raises(KeyError, match="entry is loaded"):
+            coll.attach("entry")
+    os.unlink(PIN)
