@@ -143,25 +143,48 @@ def _program_spec(obj: BPFObject, program: ObjectProgram, btf: Optional[bytes]) 
 
 
 def _attach_btf_id(obj: BPFObject, program: ObjectProgram) -> int:
-    """The vmlinux BTF id a tracing or LSM program attaches to, named as
-    libbpf names it (``btf_trace_<tp>``, ``bpf_lsm_<hook>``, ``bpf_iter_<it>``)."""
+    """The vmlinux BTF id the tracing or LSM program attaches to."""
     definition = program.definition
     target = definition.attach_target(program.section)
-    if definition.prog_type == BPF_PROG_TYPE_EXT or not target:
-        return 0   # freplace's target is a program: chosen when attaching
-    if definition.expected_attach_type == BPF_TRACE_RAW_TP:
-        name, kind = "btf_trace_" + target, BTF_KIND_TYPEDEF
-    elif definition.prog_type == BPF_PROG_TYPE_LSM:
-        name, kind = "bpf_lsm_" + target, BTF_KIND_FUNC
-    elif definition.expected_attach_type == BPF_TRACE_ITER:
-        name, kind = "bpf_iter_" + target, BTF_KIND_FUNC
-    else:
-        name, kind = target, BTF_KIND_FUNC
-    found = obj.externs.target_types(name, (kind,))
+    wanted = _attach_type_name(definition.prog_type, definition.expected_attach_type, target)
+    if wanted is None:
+        return 0
+    found = obj.externs.target_types(*wanted)
     if not found:
         raise obj.elf.error("program %r: the kernel has no %s to attach to"
-                            % (program.name, name), obj.elf.by_name[program.section])
+                            % (program.name, wanted[0]), obj.elf.by_name[program.section])
     return found[0].id
+
+
+def _attach_type_name(prog_type: int, expected_attach_type: int,
+                      target: str) -> Optional[Tuple[str, Tuple[int]]]:
+    """The name and BTF kind a tracing or LSM program's target has in the
+    kernel's BTF, as libbpf names it (``btf_trace_<tp>``, ``bpf_lsm_<hook>``,
+    ``bpf_iter_<it>``, the function itself); None when nothing is looked up."""
+    if prog_type == BPF_PROG_TYPE_EXT or not target:
+        return None   # freplace's target is a program: chosen when attaching
+    if expected_attach_type == BPF_TRACE_RAW_TP:
+        return "btf_trace_" + target, (BTF_KIND_TYPEDEF,)
+    if prog_type == BPF_PROG_TYPE_LSM:
+        return "bpf_lsm_" + target, (BTF_KIND_FUNC,)
+    if expected_attach_type == BPF_TRACE_ITER:
+        return "bpf_iter_" + target, (BTF_KIND_FUNC,)
+    return target, (BTF_KIND_FUNC,)
+
+
+def set_attach_target(program: ProgramSpec, target: str, btf: Optional[BTF] = None) -> None:
+    """Point ``program`` at another target before loading (libbpf's
+    ``bpf_program__set_attach_target``): a tracepoint for ``tp/`` sections,
+    a kernel function or tracepoint for BTF-attached ones (``fentry/``,
+    ``tp_btf/``, ``lsm/``), looked up in ``btf`` (this kernel's by default)."""
+    if program.attach_btf_id:
+        wanted = _attach_type_name(program.prog_type, program.expected_attach_type, target)
+        found = (btf or vmlinux()).find_all(*wanted) if wanted else []
+        if not found:
+            raise ValueError("program %r: the kernel has no %s to attach to"
+                             % (program.name, wanted[0] if wanted else target))
+        program.attach_btf_id = found[0].id
+    program.target = target
 
 
 def _assembled(linked: LinkedProgram) -> AssembledProgram:

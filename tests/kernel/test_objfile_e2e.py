@@ -10,14 +10,16 @@ import pytest
 from construct import Bytes, Int32sl, Int32ul, Struct
 from objfile_corpus import clang_objects  # noqa: F401 (fixture)
 
+from pybpf.consts import BPF_PROG_TYPE_TRACING, BPF_TRACE_RAW_TP
 from pybpf.errors import VerifierError
 from pybpf.kernel.records import decoder_for
 from pybpf.kernel.ringbuf import RingBufReader
 from pybpf.loader import Collection
 from pybpf.objfile.bpf_object import BPFObject
-from pybpf.objfile.to_spec import collection_spec, spec_of
+from pybpf.objfile.to_spec import collection_spec, set_attach_target, spec_of
 from pybpf.objfile.values import decode_variable
 from pybpf.kernel.btf import vmlinux
+from pybpf.spec import ProgramSpec
 
 Event = Struct("tgid" / Int32ul, "ppid" / Int32ul, "ret" / Int32sl, "flags" / Int32sl,
                "comm" / Bytes(16), "fname" / Bytes(128))
@@ -72,3 +74,29 @@ def test_verifier_log_shows_the_c_lines(clang_objects, no_leaks):  # noqa: F811
     del spec
     assert "; return *count > 1;" in log
     assert "rejected.bpf.c:21" in message
+
+
+def test_attach_target_changed_before_loading(clang_objects, no_leaks):  # noqa: F811
+    """``minimal`` counts writes; pointed at getppid's tracepoint it counts
+    those calls instead."""
+    obj = BPFObject(clang_objects["minimal"], target_btf=vmlinux)
+    spec = spec_of(obj)
+    spec.set_config({"my_pid": os.getpid()})
+    set_attach_target(spec.programs["handle_tp"], "syscalls/sys_enter_getppid")
+    bss = next(d for d in obj.data if d.section == ".bss")
+    with Collection(spec) as coll:
+        coll.attach("handle_tp")
+        for _ in range(5):
+            os.getppid()
+        raw = coll.maps[".bss"][0]
+    assert decode_variable(obj.btf, bss.variables["hits"], raw) == 5
+
+
+def test_btf_attach_target_is_looked_up_again():
+    tracing = ProgramSpec("on_enter", BPF_PROG_TYPE_TRACING, "sys_enter", code=None,
+                          expected_attach_type=BPF_TRACE_RAW_TP, attach_btf_id=1)
+    set_attach_target(tracing, "sys_exit")
+    assert tracing.attach_btf_id == vmlinux().find_all("btf_trace_sys_exit")[0].id
+    assert tracing.target == "sys_exit"
+    with pytest.raises(ValueError, match="no btf_trace_no_such_tracepoint"):
+        set_attach_target(tracing, "no_such_tracepoint")
