@@ -265,3 +265,9 @@ BPF_LOG_STATS = 4    # only the statistics: insns processed, time, stack depth
 #: function of a program, in BPF_PROG_LOAD's ``func_info`` and in
 #: ``bpf_prog_info``'s (``insn_off`` counts instruction slots).
 BPF_FUNC_INFO = struct.Struct("=II")
+
+#: ``struct bpf_line_info { __u32 insn_off; __u32 file_name_off; __u32
+#: line_off; __u32 line_col; }``: a program's source lines, in BPF_PROG_LOAD's
+#: ``line_info``; the offsets are into the program's BTF string section, and
+#: ``line_col`` is ``line << 10 | column``.
+BPF_LINE_INFO = struct.Struct("=IIII")

@@ -20,15 +20,20 @@ independent. ``coll.maps.counts`` and ``coll.programs.count_syscalls`` (or
 ``coll.maps["counts"]``) are the kernel objects, with the spec's codecs.
 """
 
+import errno
+import os
 import warnings
 from contextlib import ExitStack
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from .consts import BPF_PROG_TYPE_RAW_TRACEPOINT, BPF_PROG_TYPE_SCHED_CLS, BPF_PROG_TYPE_XDP
-from .errors import ProgramTypeError
+from .consts import (BPF_MAP_TYPE_PROG_ARRAY, BPF_PROG_TYPE_RAW_TRACEPOINT,
+                     BPF_PROG_TYPE_SCHED_CLS, BPF_PROG_TYPE_XDP)
+from .errors import BPFError, ProgramTypeError
 from .kernel import features, link, netattach
 from .kernel.btf_load import load_btf
+from .kernel.map_spec import MapSpec, create_attr
 from .kernel.maps import Map
+from .kernel.pin import unpin
 from .kernel.prog import Program
 from .kernel.records import decoder_for
 from .kernel.ringbuf import RingBufReader
@@ -74,10 +79,13 @@ class Collection:
         self.spec = spec
         if not spec.programs:
             raise ValueError("a collection needs at least one program")
+        self._new_pins: List[str] = []
         try:
             self._load()
         except BaseException:
             self.close()
+            for path in self._new_pins:
+                unpin(path)
             raise
 
     def _load(self) -> None:
@@ -86,16 +94,47 @@ class Collection:
             features.probe().require("cpu_v4")   # else: "BPF_ALU uses reserved fields"
         configs = {config.map: config for config in spec.configs.values()}
         for name, map_spec in spec.maps.items():
-            live = self._resources.enter_context(Map.create(map_spec))
+            live, reused = self._map(map_spec)
             config = configs.get(name)
-            if config is not None:
+            if config is not None and not reused:
                 live[0] = config.encode(config.values)
                 if config.freeze:
                     live.freeze()
             self.maps[name] = live
+        self._fill_slots(self.maps, BPF_MAP_TYPE_PROG_ARRAY, exclude=True)
         for name, program in spec.programs.items():
-            self.programs[name] = self._resources.enter_context(_load_program(program,
-                                                                              self.maps))
+            if program.autoload:
+                self.programs[name] = self._resources.enter_context(_load_program(program,
+                                                                                  self.maps))
+        self._fill_slots(self.programs, BPF_MAP_TYPE_PROG_ARRAY)
+
+    def _map(self, spec: MapSpec) -> Tuple[Map, bool]:
+        """The map of ``spec`` and whether it was reused: one pinned at its
+        ``pin_path`` if it matches (libbpf's reuse test), else a new one,
+        pinned there (and unpinned again if the collection fails to load)."""
+        if spec.pin_path and os.path.exists(spec.pin_path):
+            live = self._resources.enter_context(
+                Map.from_pin(spec.pin_path, name=spec.name, key=spec.key, value=spec.value))
+            _check_reusable(live, spec)
+            return live, True
+        live = self._resources.enter_context(Map.create(spec))
+        if spec.pin_path:
+            live.pin(spec.pin_path)
+            self._new_pins.append(spec.pin_path)
+        return live, False
+
+    def _fill_slots(self, values: Mapping[str, Any], map_type: int,
+                    exclude: bool = False) -> None:
+        """Write each map's ``contents`` (of ``map_type``, or of every other
+        type with ``exclude``): slot index -> the fd of the named value."""
+        for name, map_spec in self.spec.maps.items():
+            if not map_spec.contents or (map_spec.type_value == map_type) == exclude:
+                continue
+            for index, value_name in sorted(map_spec.contents.items()):
+                if value_name not in values:
+                    raise KeyError("map %r: slot %d holds %r, which this collection does not "
+                                   "have" % (name, index, value_name))
+                self.maps[name][index] = values[value_name]
 
     # --- attaching ------------------------------------------------------------------------------
 
@@ -104,9 +143,10 @@ class Collection:
         tracepoint) to their tracepoints. XDP and tc programs attach to an
         interface: :meth:`attach_xdp`, :meth:`attach_tc`."""
         programs = self.spec.programs
-        unknown = set(names) - set(programs)
+        unknown = set(names) - set(self.programs)
         if unknown:
-            raise KeyError("no program named %s in this collection" % ", ".join(sorted(unknown)))
+            raise KeyError("no program named %s is loaded in this collection"
+                           % ", ".join(sorted(unknown)))
         for name in names:
             if programs[name].prog_type in NETWORK_PROGRAMS:
                 raise ProgramTypeError("%s attaches to a network interface, not a tracepoint: "
@@ -114,7 +154,8 @@ class Collection:
                                        % (name, NETWORK_PROGRAMS[programs[name].prog_type]))
         try:
             for name, program in programs.items():
-                if (names and name not in names) or program.prog_type in NETWORK_PROGRAMS:
+                if ((names and name not in names) or program.prog_type in NETWORK_PROGRAMS
+                        or name not in self.programs):
                     continue
                 if program.prog_type == BPF_PROG_TYPE_RAW_TRACEPOINT:
                     attached = link.attach_raw_tracepoint(self.programs[name], program.target)
@@ -217,14 +258,30 @@ def _type_name(record_type: Any) -> str:
     return getattr(record_type, "name", "Record")
 
 
+def _check_reusable(live: Map, spec: MapSpec) -> None:
+    """Refuse a pinned map unlike ``spec`` (libbpf's ``map_is_reuse_compat``)."""
+    want = create_attr(spec, spec.type_value)
+    have = live.info()
+    pairs = (("type", want.map_type), ("key_size", want.key_size),
+             ("value_size", want.value_size), ("max_entries", want.max_entries),
+             ("flags", want.map_flags))
+    differ = ["%s %s, not %s" % (name, getattr(have, name), value) for name, value in pairs
+              if getattr(have, name) != value]
+    if differ:
+        raise BPFError(errno.EEXIST, "reuse pinned map %r" % spec.name,
+                       "%s holds a different map (%s): unpin it or change the spec"
+                       % (spec.pin_path, "; ".join(differ)))
+
+
 def _load_program(spec: ProgramSpec, maps: Mapping[str, Map]) -> Program:
     """Load one program; one with its functions described also gets its
     BTF (which the kernel keeps once the program holds it)."""
+    load_fields = dict(prog_type=spec.prog_type, name=spec.name, license=spec.license,
+                       maps=maps, expected_attach_type=spec.expected_attach_type,
+                       prog_flags=spec.prog_flags, attach_btf_id=spec.attach_btf_id)
     if spec.btf is None:
-        return Program.load(spec.code, prog_type=spec.prog_type, name=spec.name,
-                            license=spec.license, maps=maps)
+        return Program.load(spec.code, **load_fields)
     with load_btf(spec.btf) as btf:
-        return Program.load(spec.code, prog_type=spec.prog_type, name=spec.name,
-                            license=spec.license, maps=maps, btf_fd=btf.fileno(),
-                            func_info=spec.func_info)
+        return Program.load(spec.code, btf_fd=btf.fileno(), func_info=spec.func_info,
+                            line_info=spec.line_info, **load_fields)
 

@@ -17,7 +17,6 @@ setting) to load variants of the same programs side by side.
 (1024, 4096)
 """
 
-import copy
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
@@ -36,7 +35,14 @@ class ProgramSpec:
     instruction set version the code needs (4: Linux 6.6). ``btf`` and
     ``func_info`` ((slot, BTF FUNC id) per function) describe the program's
     functions; the kernel requires them when a program takes a function's
-    address (a ``bpf_loop`` callback).
+    address (a ``bpf_loop`` callback); ``line_info`` (slot, file name and
+    line string offsets in ``btf``, line << 10 | column) names the C lines
+    in the verifier's log.
+    ``expected_attach_type``, ``prog_flags`` and ``attach_btf_id`` are
+    ``BPF_PROG_LOAD``'s fields of those names, for programs whose section
+    asks for them (an ELF object's ``cgroup/connect4``, ``xdp.frags``,
+    ``fentry/<function>``). A program with ``autoload`` false is left out
+    when the collection loads (libbpf's ``bpf_program__set_autoload``).
     """
     name: str
     prog_type: int
@@ -46,6 +52,11 @@ class ProgramSpec:
     cpu: int = 3
     btf: Optional[bytes] = None
     func_info: Sequence[Tuple[int, int]] = ()
+    line_info: Sequence[Tuple[int, int, int, int]] = ()
+    expected_attach_type: int = 0
+    prog_flags: int = 0
+    attach_btf_id: int = 0
+    autoload: bool = True
 
 
 @dataclass
@@ -79,7 +90,8 @@ class CollectionSpec:
         changing this one (instructions and codecs, never changed in
         place, are shared)."""
         return CollectionSpec(
-            maps={name: copy.copy(spec) for name, spec in self.maps.items()},
+            maps={name: replace(spec, contents=dict(spec.contents))
+                  for name, spec in self.maps.items()},
             programs={name: replace(spec) for name, spec in self.programs.items()},
             configs={name: replace(spec, values=dict(spec.values))
                      for name, spec in self.configs.items()})

@@ -12,6 +12,7 @@ Nothing here asserts a timing; the test suite only checks that it runs.
     python3 tools/bench.py btf            # vmlinux BTF load + member paths
     python3 tools/bench.py monitor        # sniffwrites vs untraced vs bpftrace (root)
     python3 tools/bench.py paths          # descriptor -> path walk in the kernel (root)
+    python3 tools/bench.py elf            # loading clang-built objects vs bpftool (root)
     python3 tools/bench.py isa --quick    # tiny run, for CI
 """
 
@@ -172,8 +173,16 @@ def bench_monitor(quick: bool) -> Dict[str, Dict[str, float]]:
     return bench_monitor.run(quick)
 
 
+def bench_elf(quick: bool) -> Dict[str, Dict[str, float]]:
+    """ms per whole-process load of each corpus object, pybpf vs bpftool prog loadall."""
+    import bench_elf
+    if quick:
+        return bench_elf.run(repeats=1, limit=2)
+    return bench_elf.run()
+
+
 BENCHMARKS = {"isa": bench_isa, "dsl": bench_dsl, "reader": bench_reader, "btf": bench_btf,
-              "paths": bench_paths, "monitor": bench_monitor}
+              "paths": bench_paths, "monitor": bench_monitor, "elf": bench_elf}
 
 
 def markdown(name: str, results: Dict[str, Dict[str, float]]) -> str:

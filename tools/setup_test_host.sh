@@ -15,6 +15,12 @@ command -v objdump >/dev/null || need+=(binutils)
 command -v ip >/dev/null || need+=(iproute2)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v bpftrace >/dev/null || need+=(bpftrace)
+# the ELF loader's oracle corpus: clang-19 and libbpf headers build objects in the tests,
+# cilium/ebpf's testdata/*.elf and libxdp's objects are loaded as they ship
+command -v clang-19 >/dev/null || need+=(clang-19)
+[ -e /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
+[ -d /usr/share/gocode/src/github.com/cilium/ebpf/testdata ] || need+=(golang-github-cilium-ebpf-dev)
+[ -d /usr/lib/x86_64-linux-gnu/bpf ] || need+=(libxdp1)
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}" >&2
     apt-get update -qq

@@ -1,9 +1,10 @@
 """The ``pybpf`` command: inspect the kernel's BPF objects, probe features,
 assemble, disassemble and verify programs.
 
-One module per command group (``objects``: prog/map/link, ``features``,
-``code``: asm/disasm/verify, ``trace``: the trace buffer). This module is the root: it turns every error
-our layers raise on purpose (:class:`~pybpf.errors.PyBPFError`, and the
+One module per command group (``objects``: prog/map/link, ``objload``:
+loading ELF objects, ``features``, ``code``: asm/disasm/verify, ``trace``:
+the trace buffer). This module is the root: it turns every error our layers
+raise on purpose (:class:`~pybpf.errors.PyBPFError`, and the
 ``OSError`` of a file or the kernel) into one line ``pybpf: error: ...`` and
 exit status 1; ``--debug`` shows the traceback instead.
 """
@@ -19,6 +20,7 @@ from .code import COMMANDS
 from .common import CLIError
 from .features import features
 from .objects import GROUPS
+from .objload import COMMANDS as OBJECT_COMMANDS
 from .trace import trace
 
 
@@ -63,6 +65,8 @@ def cli(debug: bool) -> None:
 
 for _group in GROUPS:
     cli.add_command(_group)
+for _command in OBJECT_COMMANDS:
+    cli.commands["prog"].add_command(_command)
 cli.add_command(features)
 cli.add_command(trace)
 for _command in COMMANDS:

@@ -25,6 +25,7 @@ from ..kernel.prog import Program as KernelProgram
 from ..loader import Collection
 from .common import CLIError, hex_bytes, json_option, print_json
 from .listing import objdump_listing
+from .objload import is_object_file, object_targets
 from .targets import Target, assembly_target, resolve
 
 # "12: (85) call bpf_map_lookup_elem#1": an instruction line of a verifier log
@@ -91,28 +92,33 @@ def _instruction_json(target: Target) -> List[Dict[str, Any]]:
 @click.command("disasm", help="""Build programs and print their disassembly.
 
 TARGET is MODULE[:PROGRAM] (DSL programs, e.g. pybpf.programs.opensnoop),
-a .py file with DSL programs, or a .s file of LLVM-syntax assembly. The
-listing shows source lines, labels, helper and map names; --raw prints
-exactly what llvm-objdump -d -r prints for the object -o writes.
+a .py file with DSL programs, a .s file of LLVM-syntax assembly, or a
+clang-built ELF object (its programs relocated and linked for this kernel,
+as pybpf prog loadall loads them). The listing shows source lines, labels,
+helper and map names; --raw prints exactly what llvm-objdump -d -r prints
+for the object -o writes.
 
 \b
 Example:
   pybpf disasm pybpf.programs.opensnoop:exit_openat
   pybpf disasm pybpf.programs.count_syscalls --raw
   pybpf disasm pybpf.programs.opensnoop -o opensnoop.o
+  pybpf disasm minimal.bpf.o -s tp/syscalls/sys_enter_write
 """)
 @click.argument("target", metavar="TARGET")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="Write the programs as an ELF object file instead of printing them.")
 @click.option("--raw", is_flag=True, help="Print llvm-objdump's listing of the object.")
 @click.option("--no-source", is_flag=True, help="Leave out the source lines.")
-@click.option("--section", help="ELF section for a .s file (default .text).")
+@click.option("-s", "--section", help="ELF section for a .s file (default .text); of an "
+              "ELF object, the section whose programs to show.")
 @json_option
 def disasm(target: str, output: Optional[str], raw: bool, no_source: bool,
            section: Optional[str], as_json: bool) -> None:
     if output and (raw or as_json):
         raise click.UsageError("-o writes an object file; --raw and --json print, pick one")
-    targets = resolve(target, section)
+    targets = object_targets(target, section) if is_object_file(target) else resolve(target,
+                                                                                       section)
     if output:
         _write(output, _object(targets))
     elif raw:

@@ -27,7 +27,7 @@ import click
 from .. import asm_text, dsl, elf
 from ..asm import AssembledProgram
 from ..errors import PyBPFError
-from ..kernel.map_spec import create_attr
+from ..kernel.map_spec import MapSpec, create_attr
 from ..consts import BPF_PROG_TYPE_RAW_TRACEPOINT, BPF_PROG_TYPE_TRACEPOINT
 from .common import CLIError
 
@@ -86,9 +86,13 @@ def _import(spec: str) -> Any:
 
 def map_definition(decl: Any) -> elf.MapDefinition:
     """A DSL map declaration as the kernel would create it."""
-    spec = decl.spec()
+    return spec_definition(decl.name, decl.spec())
+
+
+def spec_definition(name: str, spec: MapSpec) -> elf.MapDefinition:
+    """The map of ``spec`` as the kernel would create it."""
     attr = create_attr(spec, spec.type_value)
-    return elf.MapDefinition(decl.name, attr.map_type, attr.key_size, attr.value_size,
+    return elf.MapDefinition(name, attr.map_type, attr.key_size, attr.value_size,
                              attr.max_entries, attr.map_flags)
 
 

@@ -9,7 +9,7 @@ options object :class:`MapSpec`, and the translation of a spec into
 
 import errno as _errno
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple, Union
 
 from ..errors import (ENOTSUPP, PRIVILEGE_HINT, BPFError, BPFPermissionError, UnsupportedFeature,
@@ -125,6 +125,15 @@ class MapSpec:
     key/value type ids in it describe keys and values to the kernel, so that
     ``bpftool map dump`` prints them as structs. The map keeps its own
     reference to the BTF: the caller may close it once the map exists.
+
+    ``inner`` is the template of a map-of-maps' inner maps (a map like it is
+    made for the create call and closed again); ``map_extra`` is
+    ``BPF_MAP_CREATE``'s field of that name (a bloom filter's hash count).
+    Used by :class:`pybpf.loader.Collection` only: ``contents``, the slots a
+    map-of-maps or prog array starts with (``{index: name}`` of another map
+    or a program of the collection), and ``pin_path``, where the map is
+    pinned (an existing compatible pin there is reused instead, as libbpf
+    does).
     """
     map_type: Union[int, str]
     key_size: Optional[int] = None
@@ -138,6 +147,10 @@ class MapSpec:
     btf: Optional[Any] = None
     btf_key_type_id: int = 0
     btf_value_type_id: int = 0
+    inner: Optional["MapSpec"] = None
+    map_extra: int = 0
+    contents: Dict[int, str] = field(default_factory=dict)
+    pin_path: Optional[str] = None
 
     @property
     def type_value(self) -> int:
@@ -189,7 +202,7 @@ def create_attr(spec: MapSpec, map_type: int) -> sys.MapCreateAttr:
         _check_ring_size(type_name, max_entries)
     attr = sys.MapCreateAttr(map_type=map_type, key_size=key_size, value_size=value_size,
                              max_entries=max_entries, map_flags=flags,
-                             map_name=sys.obj_name(spec.name))
+                             map_name=sys.obj_name(spec.name), map_extra=spec.map_extra)
     if spec.numa_node is not None:
         attr.map_flags |= BPF_F_NUMA_NODE
         attr.numa_node = spec.numa_node

@@ -114,7 +114,12 @@ class Map(sys.FDOwner):
         lacks the map type, ``ValueError`` for a spec the type cannot have."""
         attr = create_attr(spec, spec.type_value)
         op = "BPF_MAP_CREATE (map %r)" % spec.name
-        ret = sys.bpf_errno(sys.BPF_MAP_CREATE, attr)
+        if spec.inner is not None:   # the kernel copies the template's shape, not the map
+            with cls.create(spec.inner) as template:
+                attr.inner_map_fd = template.fileno()
+                ret = sys.bpf_errno(sys.BPF_MAP_CREATE, attr)
+        else:
+            ret = sys.bpf_errno(sys.BPF_MAP_CREATE, attr)
         if ret < 0:
             raise create_error(-ret, op, attr)
         with sys.closed_on_error(sys.FD(ret)) as fd:

@@ -86,6 +86,15 @@ ENABLE_STATS_SINCE = "5.8"
 Code = Union[AssembledProgram, Sequence[isa.Instruction], bytes]
 
 
+def _records(layout: Any, rows: Sequence[Tuple[int, ...]]) -> Optional[ctypes.Array]:
+    """``rows`` packed with ``layout`` one after another, in a buffer the
+    attr can point at (None when there are none)."""
+    if not rows:
+        return None
+    return ctypes.create_string_buffer(b"".join(layout.pack(*row) for row in rows),
+                                       layout.size * len(rows))
+
+
 class LoadRequest:
     """Everything one BPF_PROG_LOAD needs, with the buffers the attr points at
     kept alive for as long as the request is. :meth:`attempt` returns errno
@@ -93,14 +102,15 @@ class LoadRequest:
 
     def __init__(self, bytecode: bytes, prog_type: int, name: str, license: str,
                  expected_attach_type: int, prog_flags: int, attach_btf_id: int, *,
-                 btf_fd: int = 0, func_info: Sequence[Tuple[int, int]] = ()):
+                 btf_fd: int = 0, func_info: Sequence[Tuple[int, int]] = (),
+                 line_info: Sequence[Tuple[int, int, int, int]] = ()):
         self.bytecode = bytecode
         self.btf_fd = btf_fd
-        # one struct bpf_func_info per function
-        self._func_info = ctypes.create_string_buffer(
-            b"".join(consts.BPF_FUNC_INFO.pack(off, type_id) for off, type_id in func_info),
-            consts.BPF_FUNC_INFO.size * len(func_info)) if func_info else None
+        # one struct bpf_func_info per function, one struct bpf_line_info per line
+        self._func_info = _records(consts.BPF_FUNC_INFO, func_info)
         self.func_info_cnt = len(func_info)
+        self._line_info = _records(consts.BPF_LINE_INFO, line_info)
+        self.line_info_cnt = len(line_info)
         self.prog_type = prog_type
         self.name = name
         self.license = license
@@ -124,6 +134,10 @@ class LoadRequest:
             attr.func_info_rec_size = consts.BPF_FUNC_INFO.size
             attr.func_info = _sys.address(self._func_info)
             attr.func_info_cnt = self.func_info_cnt
+        if self._line_info is not None:
+            attr.line_info_rec_size = consts.BPF_LINE_INFO.size
+            attr.line_info = _sys.address(self._line_info)
+            attr.line_info_cnt = self.line_info_cnt
         ret = _sys.bpf_errno(_sys.BPF_PROG_LOAD, attr)
         text = log.value.decode("utf-8", "replace") if log else ""
         return ret, text, attr.log_true_size
@@ -205,7 +219,8 @@ class Program(_sys.FDOwner):
     def load(cls, code: Code, *, prog_type: int, name: str = "", license: str = "GPL",
              expected_attach_type: int = 0, maps: Optional[Mapping[str, Any]] = None,
              prog_flags: int = 0, log_level: int = 0, attach_btf_id: int = 0,
-             btf_fd: int = 0, func_info: Sequence[Tuple[int, int]] = ()) -> "Program":
+             btf_fd: int = 0, func_info: Sequence[Tuple[int, int]] = (),
+             line_info: Sequence[Tuple[int, int, int, int]] = ()) -> "Program":
         """Load ``code`` (an AssembledProgram, instructions, or raw bytecode).
 
         ``maps`` maps each map name the code references to an fd or an object
@@ -215,6 +230,8 @@ class Program(_sys.FDOwner):
         ``btf_fd`` and ``func_info`` ((slot, BTF FUNC id) per function, the
         first at slot 0) describe the functions; the kernel requires them of
         a program that takes a function's address (a ``bpf_loop`` callback).
+        ``line_info`` ((slot, file name offset, line offset, line << 10 |
+        column) in that BTF's strings) gives the verifier's log C lines.
 
         Raises VerifierError (rejected, with the log and source lines),
         BPFPermissionError, UnsupportedFeature (program type unknown to this
@@ -224,7 +241,8 @@ class Program(_sys.FDOwner):
         if not name and isinstance(code, AssembledProgram):
             name = code.name
         request = LoadRequest(bytecode, prog_type, name, license, expected_attach_type,
-                              prog_flags, attach_btf_id, btf_fd=btf_fd, func_info=func_info)
+                              prog_flags, attach_btf_id, btf_fd=btf_fd, func_info=func_info,
+                              line_info=line_info)
         log, truncated = "", False
         ret = -1 if log_level else request.attempt()[0]
         if ret < 0:
