@@ -6,6 +6,7 @@ aside; an object bpftool refuses, pybpf refuses with one line."""
 import os
 
 import pytest
+from kernel_objects import assert_no_new_fds, assert_no_new_objects, open_fds, snapshot
 from objfile_corpus import (bpftool_loadall, by_name_pins_removed, clang_objects,  # noqa: F401
                             shipped_objects, xlated)
 
@@ -30,8 +31,20 @@ def _has_legacy_maps(path: str) -> bool:
     return LEGACY_MAPS_SECTION in read(path).by_name
 
 
-def _check(path: str) -> None:
+def _check(path: str, libbpf_loads: bool = False) -> None:
+    """Compare with libbpf. The leak check covers pybpf's load only:
+    libbpf itself sometimes leaves a prog array behind (an empty
+    ``jumps`` of slots.bpf.o, seen with bpftool alone), which is not ours
+    to answer for."""
     expected = bpftool_loadall(path)
+    assert expected is not None or not libbpf_loads, "libbpf refused %s" % path
+    before, fds = snapshot(), open_fds()
+    _check_against(path, expected)
+    assert_no_new_objects(before)
+    assert_no_new_fds(fds)
+
+
+def _check_against(path: str, expected) -> None:
     if expected is None and _has_legacy_maps(path):
         # libbpf 1.x dropped legacy "maps" sections, which cilium/ebpf and pybpf
         # read: no oracle; pybpf loads the object or refuses it in one line
@@ -52,11 +65,10 @@ def _check(path: str) -> None:
 
 
 @pytest.mark.parametrize("path", shipped_objects(), ids=os.path.basename)
-def test_shipped_object_matches_libbpf(path, no_leaks):
+def test_shipped_object_matches_libbpf(path):
     _check(path)
 
 
 @pytest.mark.parametrize("stem", ["minimal", "opensnoop", "net", "slots"])
-def test_clang_object_matches_libbpf(stem, clang_objects, no_leaks):  # noqa: F811
-    assert bpftool_loadall(clang_objects[stem]) is not None
-    _check(clang_objects[stem])
+def test_clang_object_matches_libbpf(stem, clang_objects):  # noqa: F811
+    _check(clang_objects[stem], libbpf_loads=True)
