@@ -167,13 +167,14 @@ class Collection:
 
     def reader(self, ring: Any, record_type: Any, **options: Any) -> RingBufReader:
         """A reader of the ring buffer map ``ring`` (its name, or its DSL
-        declaration) that decodes ``record_type`` (anything with
-        ``construct()``: a DSL struct) and reports the records the programs
+        declaration) that decodes ``record_type`` (a DSL struct, whose
+        ``char[N]`` fields read as ``str``: its ``text_construct()``; or
+        anything with ``construct()``) and reports the records the programs
         counted as lost (the DSL's ``<ring>_lost`` map, when there is one).
         The collection closes it with everything else; ``options`` are
         :class:`~pybpf.kernel.ringbuf.RingBufReader`'s."""
         name = getattr(ring, "name", ring)
-        layout = record_type.construct()
+        layout = getattr(record_type, "text_construct", record_type.construct)()
         reader = RingBufReader(self.maps[name], lost_counter_map=self.maps.get(name + "_lost"),
                                decoder=decoder_for(layout, _type_name(record_type)), **options)
         return self._resources.enter_context(reader)

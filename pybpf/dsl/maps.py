@@ -81,8 +81,8 @@ class MapDecl(Named):
                        key_size=self.key_type.size if self.key_type else None,
                        value_size=self.value_type.size if self.value_type else None,
                        max_entries=self.max_entries, name=self.name, flags=self.flags,
-                       key=self.key_type.construct() if self.key_type else None,
-                       value=self.value_type.construct() if self.value_type else None)
+                       key=self.key_type.text_construct() if self.key_type else None,
+                       value=self.value_type.text_construct() if self.value_type else None)
 
     # --- in programs ---------------------------------------------------------------------------
 
