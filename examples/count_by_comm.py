@@ -28,8 +28,7 @@ def count_syscalls(p, ctx):
 
 def report(loaded) -> str:
     """bpftrace's ``@[comm]: count`` lines, smallest first as bpftrace prints them."""
-    rows = sorted(((comm.name.rstrip(b"\0").decode(errors="replace"), n)
-                   for comm, n in loaded.maps.counts.items()), key=lambda r: r[1])
+    rows = sorted(((comm.name, n) for comm, n in loaded.maps.counts.items()), key=lambda r: r[1])
     return "".join("@[%s]: %d\n" % row for row in rows)
 
 

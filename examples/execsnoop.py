@@ -31,8 +31,7 @@ def exec_enter(p, ctx):
 
 def line(ev) -> str:
     """One exec as ``PID PPID COMM FILENAME``."""
-    return "%-7d %-7d %-16s %s\n" % (ev.pid, ev.ppid, ev.comm.rstrip(b"\0").decode(errors="replace"),
-                                    ev.filename.split(b"\0")[0].decode(errors="replace"))
+    return "%-7d %-7d %-16s %s\n" % (ev.pid, ev.ppid, ev.comm, ev.filename)
 
 
 def follow(loaded, seconds: float) -> None:

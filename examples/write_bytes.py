@@ -30,8 +30,8 @@ def count_written(p, ctx):
 
 def report(loaded) -> str:
     """``comm bytes`` lines, most bytes first."""
-    rows = sorted(((comm.name.rstrip(b"\0").decode(errors="replace"), total)
-                   for comm, total in loaded.maps.written.items()), key=lambda r: -r[1])
+    rows = sorted(((comm.name, total) for comm, total in loaded.maps.written.items()),
+                  key=lambda r: -r[1])
     return "".join("%-16s %12d\n" % row for row in rows)
 
 

@@ -232,6 +232,15 @@ BPF_NOEXIST = 1      # create a new element only if it did not exist
 BPF_EXIST = 2        # update an existing element
 BPF_F_LOCK = 4       # spin_lock-ed map_lookup/map_update
 
+# --- flags of bpf_perf_event_output and bpf_get_stackid (enum in <linux/bpf.h>) ------------
+BPF_F_INDEX_MASK = 0xFFFFFFFF
+BPF_F_CURRENT_CPU = BPF_F_INDEX_MASK     # the perf event of the CPU the program runs on
+BPF_F_SKIP_FIELD_MASK = 0xFF             # bpf_get_stackid: frames to skip
+BPF_F_USER_STACK = 1 << 8                # the user stack, not the kernel one
+BPF_F_FAST_STACK_CMP = 1 << 9            # compare stacks by hash only
+BPF_F_REUSE_STACKID = 1 << 10            # a hash collision replaces the older stack
+PERF_MAX_STACK_DEPTH = 127               # sysctl kernel.perf_event_max_stack's default
+
 # --- map_flags of BPF_MAP_CREATE -----------------------------------------------------------
 BPF_F_NO_PREALLOC = 1 << 0
 BPF_F_NO_COMMON_LRU = 1 << 1

@@ -315,10 +315,12 @@ def _target_slots(instructions: Sequence[Instruction],
 
 
 def _annotated_context(instructions, slots, labels, relocations, functions):
-    """The program's labels plus invented ``L<slot>`` ones for unnamed targets,
-    the names that start functions, and the context that turns target slots
-    into label names. ``slots`` ends with the slot after the last instruction,
-    which a label may name."""
+    """The labels to print, the names that start functions, and the context
+    that turns target slots into label names. A label is printed only where
+    a jump or call lands or a function starts, and only the one name the
+    jumps use there: the program's own labels (``else_3``), or an invented
+    ``L<slot>`` for an unnamed target. ``slots`` ends with the slot after the
+    last instruction, which a label may name."""
     index_of_slot = {slot: index for index, slot in enumerate(slots)}
     labels = {index: list(names) for index, names in labels.items()}
     taken = {name for names in labels.values() for name in names}
@@ -335,7 +337,16 @@ def _annotated_context(instructions, slots, labels, relocations, functions):
              if index <= len(instructions)}
     function_names = set(functions)
     function_names.update(names[slot] for slot in calls if slot in names)
-    return _Context(names, relocations, slots[-1]), labels, function_names
+    landing = set(jumps + calls)
+    shown = {}
+    for index, label_names in labels.items():
+        if index > len(instructions):
+            continue
+        kept = [name for position, name in enumerate(label_names)
+                if (position == 0 and slots[index] in landing) or name in function_names]
+        if kept:
+            shown[index] = kept
+    return _Context(names, relocations, slots[-1]), shown, function_names
 
 
 def _annotated_lines(instructions, slots, ctx: _Context, labels, functions, show_source,

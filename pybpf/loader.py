@@ -26,8 +26,8 @@ import warnings
 from contextlib import ExitStack
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from .consts import (BPF_MAP_TYPE_PROG_ARRAY, BPF_PROG_TYPE_RAW_TRACEPOINT,
-                     BPF_PROG_TYPE_SCHED_CLS, BPF_PROG_TYPE_XDP)
+from .consts import (BPF_MAP_TYPE_PERF_EVENT_ARRAY, BPF_MAP_TYPE_PROG_ARRAY,
+                     BPF_PROG_TYPE_RAW_TRACEPOINT, BPF_PROG_TYPE_SCHED_CLS, BPF_PROG_TYPE_XDP)
 from .errors import BPFError, ProgramTypeError
 from .kernel import features, link, netattach
 from .kernel.btf_load import load_btf
@@ -36,6 +36,8 @@ from .kernel.maps import Map
 from .kernel.pin import unpin
 from .kernel.prog import Program
 from .kernel.records import decoder_for
+from .kernel.perf import PerfReader
+from .kernel.reader import RingReader
 from .kernel.ringbuf import RingBufReader
 from .spec import CollectionSpec, ProgramSpec
 
@@ -206,17 +208,25 @@ class Collection:
 
     # --- reading --------------------------------------------------------------------------------
 
-    def reader(self, ring: Any, record_type: Any, **options: Any) -> RingBufReader:
-        """A reader of the ring buffer map ``ring`` (its name, or its DSL
-        declaration) that decodes ``record_type`` (anything with
-        ``construct()``: a DSL struct) and reports the records the programs
+    def reader(self, ring: Any, record_type: Any, **options: Any) -> RingReader:
+        """A reader of the ring buffer or perf event array map ``ring`` (its
+        name, or its DSL declaration) that decodes ``record_type`` (a DSL struct, whose
+        ``char[N]`` fields read as ``str``: its ``text_construct()``; or
+        anything with ``construct()``) and reports the records the programs
         counted as lost (the DSL's ``<ring>_lost`` map, when there is one).
         The collection closes it with everything else; ``options`` are
-        :class:`~pybpf.kernel.ringbuf.RingBufReader`'s."""
+        :class:`~pybpf.kernel.ringbuf.RingBufReader`'s (or
+        :class:`~pybpf.kernel.perf.PerfReader`'s)."""
         name = getattr(ring, "name", ring)
-        layout = record_type.construct()
-        reader = RingBufReader(self.maps[name], lost_counter_map=self.maps.get(name + "_lost"),
-                               decoder=decoder_for(layout, _type_name(record_type)), **options)
+        layout = getattr(record_type, "text_construct", record_type.construct)()
+        decoder = decoder_for(layout, _type_name(record_type))
+        live = self.maps[name]
+        reader: RingReader
+        if live.map_type == BPF_MAP_TYPE_PERF_EVENT_ARRAY:
+            reader = PerfReader(live, decoder=decoder, **options)
+        else:
+            reader = RingBufReader(live, lost_counter_map=self.maps.get(name + "_lost"),
+                                   decoder=decoder, **options)
         return self._resources.enter_context(reader)
 
     # --- closing --------------------------------------------------------------------------------

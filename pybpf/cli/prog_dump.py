@@ -25,7 +25,7 @@ from ..asm import RELOC_MAP_FD, RELOC_MAP_VALUE, AssembledProgram, Relocation
 from ..errors import DecodeError, NotFoundError
 from ..kernel import objects
 from .common import CLIError, hex_bytes, json_option, print_json
-from .kallsyms import KernelSymbols
+from ..kernel.kallsyms import KernelSymbols
 
 # binutils' name for the host's instruction set, for objdump -m
 OBJDUMP_ARCH = {"x86_64": "i386:x86-64", "aarch64": "aarch64", "riscv64": "riscv:rv64",

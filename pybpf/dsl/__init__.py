@@ -28,7 +28,8 @@ this kernel's BTF offsets: ``p.current_task().real_parent.tgid``), :mod:`.regall
 :mod:`.peephole`, :mod:`.builder` (statements), :mod:`.helpers`,
 :mod:`.maps`, :mod:`.config`, :mod:`.context`, :mod:`.packet` (XDP and tc
 contexts, packet headers) and :mod:`.byteorder` (``be16``/``be32``),
-:mod:`.histograms` (``Log2Hist``, ``LinearHist``),
+:mod:`.histograms` (``Log2Hist``, ``LinearHist``), :mod:`.stacks`
+(``StackTrace``, ``p.get_stackid``),
 :mod:`.subprogram` (``@subprogram`` declarations), :mod:`.program` (program
 declarations), :mod:`.build` (the build driver), :mod:`.specs` (programs to
 a :class:`~pybpf.spec.CollectionSpec`, which :class:`pybpf.loader.Collection`
@@ -38,7 +39,9 @@ loads) and :mod:`.functions_btf` (func_info for the loader).
 from ..errors import ProgramBuildError
 from .config import Config
 from ..consts import BPF_ANY, BPF_EXIST, BPF_NOEXIST
-from .maps import ArrayMap, HashMap, LRUHashMap, PerCPUArray, PerCPUHash, RingBuf
+from .maps import (ArrayMap, HashMap, LRUHashMap, PerCPUArray, PerCPUHash, PerfEventArray,
+                   RingBuf)
+from .stacks import StackTrace
 from .byteorder import be16, be32
 from .histograms import LinearHist, Log2Hist
 from .program import ProgramDecl, raw_tracepoint, tc, tracepoint, xdp
@@ -51,8 +54,8 @@ from .values import Cond, Value, Var
 
 __all__ = [
     "ArrayMap", "BPF_ANY", "BPF_EXIST", "BPF_NOEXIST", "Cond", "Config",
-    "HashMap", "KernelPtr", "LRUHashMap", "LinearHist", "Log2Hist", "PerCPUArray", "PerCPUHash", "ProgramDecl",
-    "ProgramBuildError", "Ptr", "RingBuf", "Struct", "Subprogram", "UserPtr", "Value", "Var",
+    "HashMap", "KernelPtr", "LRUHashMap", "LinearHist", "Log2Hist", "PerCPUArray", "PerCPUHash", "PerfEventArray",
+    "ProgramDecl", "ProgramBuildError", "Ptr", "RingBuf", "StackTrace", "Struct", "Subprogram", "UserPtr", "Value", "Var",
     "alignof", "be16", "be32", "char", "collection_spec", "offsetof", "raw_tracepoint", "s16",
     "s32", "s64", "s8", "sizeof", "subprogram", "tc", "tracepoint", "u16", "u32", "u64", "u8",
     "xdp",

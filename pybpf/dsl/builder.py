@@ -26,6 +26,7 @@ from typing import Any, Callable, FrozenSet, Iterator, List, Optional, Set
 
 from ..helper_defs import HELPERS
 from . import kernel_memory, printk
+from . import stacks as stacks_module
 from .statement import statement
 from .calls import Arg
 from .helpers import Helpers
@@ -170,6 +171,11 @@ class Builder(PacketStatements):
                 result += shift
             shift //= 2
         return result
+
+    def get_stackid(self, ctx: Any, stacks: Any, flags: Any = 0) -> Any:
+        """``bpf_get_stackid(ctx, &stacks, flags)``: the id of the current
+        stack in the ``StackTrace`` map ``stacks``; see :mod:`.stacks`."""
+        return stacks_module.get_stackid(ctx, stacks, flags)
 
     def printk(self, fmt: Any, *args: Any) -> Any:
         """``bpf_printk(fmt, ...)``: a line in the trace buffer (``pybpf

@@ -25,8 +25,11 @@ from typing import Any, Dict, Iterator, Optional
 
 from ..caller import user_frame
 from ..kernel.maps import MapSpec
-from ..consts import (BPF_ANY, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH,
-                      BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_RINGBUF)
+from ..consts import (BPF_ANY, BPF_F_CURRENT_CPU, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH,
+                      BPF_MAP_TYPE_LRU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY,
+                      BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERF_EVENT_ARRAY,
+                      BPF_MAP_TYPE_RINGBUF)
+from ..kernel.map_codecs import possible_cpus
 from .statement import statement
 from .codegen import current
 from .helpers import call_helper, helper
@@ -81,8 +84,8 @@ class MapDecl(Named):
                        key_size=self.key_type.size if self.key_type else None,
                        value_size=self.value_type.size if self.value_type else None,
                        max_entries=self.max_entries, name=self.name, flags=self.flags,
-                       key=self.key_type.construct() if self.key_type else None,
-                       value=self.value_type.construct() if self.value_type else None)
+                       key=self.key_type.text_construct() if self.key_type else None,
+                       value=self.value_type.text_construct() if self.value_type else None)
 
     # --- in programs ---------------------------------------------------------------------------
 
@@ -206,6 +209,26 @@ class RingBuf(MapDecl):
         result = call_helper(builder, helper("ringbuf_output"), args, {})
         with builder.if_(result != 0):
             self.lost.count(builder)
+
+
+class PerfEventArray(MapDecl):
+    """A ``BPF_MAP_TYPE_PERF_EVENT_ARRAY``: one perf buffer per CPU, the
+    older way to stream records (prefer :class:`RingBuf` from Linux 5.8).
+    ``coll.reader(events, Event)`` reads it; records it could not hold are
+    counted by the reader (``PERF_RECORD_LOST``), not by the program."""
+
+    map_type = BPF_MAP_TYPE_PERF_EVENT_ARRAY
+
+    def __init__(self, name: Optional[str] = None):
+        super().__init__(key=u32, value=u32, max_entries=len(possible_cpus()), name=name)
+
+    def output(self, ctx: Any, data: Any, size: Any = None) -> Any:
+        """``bpf_perf_event_output(ctx, &events, BPF_F_CURRENT_CPU, data,
+        size)``: ``data`` (program memory; ``size`` defaults to its size) to
+        this CPU's buffer. Returns 0 or -errno (``-ENOENT``: no reader has
+        opened this CPU's buffer)."""
+        args = (ctx, self, BPF_F_CURRENT_CPU, data) + (() if size is None else (size,))
+        return call_helper(current(), helper("perf_event_output"), args, {})
 
 
 class _LostCounter(PerCPUArray):

@@ -6,6 +6,9 @@ kernel side its field offsets (laid out by the C rules clang uses for
 struct's size rounded up to its largest alignment) and gives userspace the
 ``construct`` parser of the same bytes (``Event.construct()``), which
 :mod:`pybpf.kernel.records` turns into its fast decoder.
+``Event.text_construct()`` is the same parser with every ``char[N]`` read
+as text: a :class:`CStr` (a ``str`` cut at the first NUL, the stored bytes
+in ``.raw``), which is what a collection's readers and typed maps give.
 
 This module knows nothing about registers or code; :mod:`pybpf.dsl.values`
 gives the integer types their operators.
@@ -18,6 +21,9 @@ gives the integer types their operators.
 (32, 8, 16)
 >>> Event.construct().parse(bytes(range(32))).pid
 50462976
+>>> ev = Event.text_construct().parse(bytes(16) + b"bash" + bytes(12))
+>>> ev.comm, ev.comm.raw[:6]
+('bash', b'bash\\x00\\x00')
 """
 
 import sys
@@ -61,6 +67,12 @@ class DSLType:
     def construct(self) -> construct.Construct:
         """The ``construct`` parser and builder of this type's bytes."""
         raise NotImplementedError
+
+    def text_construct(self) -> "construct.Construct":
+        """As :meth:`construct`, but strings (``char[N]``) parse to
+        :class:`CStr` and build from ``str`` or ``bytes``: how userspace
+        reads records and map entries."""
+        return self.construct()
 
     def __getitem__(self, count: int) -> "ArrayType":
         return ArrayType(self, count)
@@ -189,12 +201,63 @@ class ArrayType(DSLType):
             return construct.Bytes(self.count)
         return construct.Array(self.count, self.elem.construct())
 
+    def text_construct(self) -> "construct.Construct":
+        """A :class:`CStr` for ``char[N]``, else a list of elements read as text."""
+        if self.elem is char:
+            return CString(self.count)
+        return construct.Array(self.count, self.elem.text_construct())
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ArrayType) and other.elem == self.elem \
             and other.count == self.count
 
     def __hash__(self) -> int:
         return hash((self.elem, self.count))
+
+
+class CStr(str):
+    """A ``char[N]`` as userspace reads it: the text before the first NUL
+    (UTF-8; bytes that do not decode are shown as U+FFFD), with the N bytes
+    the field holds in ``raw``, so that nothing the kernel wrote is lost
+    (``ev.filename.raw.split(b"\\0")[0]`` for a path that is not UTF-8).
+    Building a field from a ``CStr`` writes back ``raw``."""
+
+    raw: bytes
+
+    def __new__(cls, raw: bytes) -> "CStr":
+        end = raw.find(b"\0")
+        text = str.__new__(cls, (raw if end < 0 else raw[:end]).decode("utf-8", "replace"))
+        text.raw = raw
+        return text
+
+
+class CString(construct.Adapter):
+    """``char[N]`` as a :class:`CStr`; built from ``str`` (UTF-8) or
+    ``bytes``, padded with NULs to N.
+
+    ``flat_decode`` is what :mod:`pybpf.kernel.records` calls on the
+    ``bytes`` its fast decoder unpacks, so strings cost one call per field
+    there instead of sending the whole record through ``construct``.
+    """
+
+    flat_decode = CStr
+
+    def __init__(self, length: int):
+        super().__init__(construct.Bytes(length))
+        self.length = length
+
+    def _decode(self, obj: bytes, context: Any, path: str) -> CStr:
+        return CStr(obj)
+
+    def _encode(self, obj: Any, context: Any, path: str) -> bytes:
+        if isinstance(obj, CStr):
+            obj = obj.raw
+        elif isinstance(obj, str):
+            obj = obj.encode()
+        if len(obj) > self.length:
+            raise construct.StringError("%r is %d bytes, longer than char[%d]"
+                                        % (obj, len(obj), self.length), path=path)
+        return bytes(obj).ljust(self.length, b"\0")
 
 
 class PointerType(DSLType):
@@ -285,7 +348,7 @@ class StructType(DSLType):
         self.fields = fields
         self.size = size
         self.align = align
-        self._construct: Optional[construct.Struct] = None
+        self._constructs: Dict[bool, construct.Struct] = {}
 
     def field(self, name: str) -> Field:
         """The member ``name`` (a build error listing the members when there is none)."""
@@ -298,17 +361,25 @@ class StructType(DSLType):
     def construct(self) -> construct.Struct:
         """``construct.Struct`` with explicit padding, so that it parses and
         builds exactly ``size`` bytes. Built once."""
-        if self._construct is None:
+        return self._struct(text=False)
+
+    def text_construct(self) -> "construct.Struct":
+        """:meth:`construct` with its strings (also nested ones) read as :class:`CStr`."""
+        return self._struct(text=True)
+
+    def _struct(self, text: bool) -> "construct.Struct":
+        built = self._constructs.get(text)
+        if built is None:
             parts, position = [], 0
             for f in self.fields.values():
                 if f.offset > position:
                     parts.append(construct.Padding(f.offset - position))
-                parts.append(f.name / f.type.construct())
+                parts.append(f.name / (f.type.text_construct() if text else f.type.construct()))
                 position = f.offset + f.type.size
             if self.size > position:
                 parts.append(construct.Padding(self.size - position))
-            self._construct = construct.Struct(*parts)
-        return self._construct
+            built = self._constructs[text] = construct.Struct(*parts)
+        return built
 
 
 #: Names a struct field may not take: they are the attributes of a pointer
@@ -340,8 +411,13 @@ class Struct:
 
     @classmethod
     def construct(cls) -> construct.Struct:
-        """The ``construct`` parser of the struct's bytes."""
+        """The ``construct`` parser of the struct's bytes (``char[N]`` as ``bytes``)."""
         return cls.layout.construct()
+
+    @classmethod
+    def text_construct(cls) -> "construct.Struct":
+        """The parser userspace reads records and map entries with: ``char[N]`` as :class:`CStr`."""
+        return cls.layout.text_construct()
 
     def __class_getitem__(cls, count: int) -> ArrayType:
         return ArrayType(cls, count)

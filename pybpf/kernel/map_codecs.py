@@ -12,6 +12,8 @@ import struct
 from functools import lru_cache
 from typing import Any, Callable, List, Tuple
 
+from construct import Container
+
 
 @lru_cache(maxsize=None)
 def possible_cpus() -> Tuple[int, ...]:
@@ -162,3 +164,16 @@ def codec_for(given: KeyType, size: int, default: Callable[[int], Codec], role: 
 def plain_codec(size: int) -> Codec:
     """Integers for sizes 1, 2, 4 and 8, raw bytes otherwise."""
     return int_codec(size) if size in (1, 2, 4, 8) else bytes_codec(size)
+
+
+def add_values(a: Any, b: Any, name: str) -> Any:
+    """``a + b`` for the values a map decodes: ints, and structs (dicts) and
+    arrays (lists) of them, added member by member (per-CPU sums)."""
+    if isinstance(a, int) and isinstance(b, int):
+        return a + b
+    if isinstance(a, dict):
+        return Container((k, add_values(v, b[k], name)) for k, v in a.items() if k != "_io")
+    if isinstance(a, list):
+        return [add_values(x, y, name) for x, y in zip(a, b)]
+    raise TypeError("map %r: cannot add up values of type %s over CPUs"
+                    % (name, type(a).__name__))

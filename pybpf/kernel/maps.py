@@ -29,7 +29,7 @@ from construct import ConstructError
 from ..errors import BPFError, BPFPermissionError, MapFullError
 from . import pin as _pin
 from . import sys
-from .map_codecs import (Codec, KeyType, bytes_codec, codec_for, construct_codec, fd_codec,
+from .map_codecs import (Codec, KeyType, add_values, bytes_codec, codec_for, construct_codec, fd_codec,
                          int_codec, lpm_codec, parse_cpu_list, percpu_codec, plain_codec,
                          possible_cpus, refusing_codec)
 from .map_spec import (KINDS, MAP_TYPE_SINCE, UNKNOWN_KIND, UNSUPPORTED_ERRNOS, MapSpec,
@@ -44,6 +44,7 @@ __all__ = [
 
 
 # --- the map ------------------------------------------------------------------------------
+
 
 _MISSING = object()
 
@@ -291,25 +292,46 @@ class Map(sys.FDOwner):
     def lookup_and_delete(self, key: Any = _MISSING) -> Any:
         """Remove and return the value at ``key`` (``KeyError`` if absent).
         On a queue or stack, without a key: pop (``IndexError`` if empty)."""
-        raw_key = None if key is _MISSING else self._encode_key(key)
-        if raw_key is None and not self._kind.keyless:
-            raise TypeError("map %r (%s) needs a key" % (self.name, self._kernel_name))
-        ret = self._call(sys.BPF_MAP_LOOKUP_AND_DELETE_ELEM, raw_key)
-        if ret == -sys.ENOTSUPP and raw_key is not None:
-            # Keyed maps take LOOKUP_AND_DELETE since Linux 5.14 (hash types);
-            # before, look up, then delete. Not atomic: an update made between
-            # the two calls is deleted with the entry.
-            raw = self._lookup_raw(raw_key)
+        if key is not _MISSING:
+            raw = self._take_raw(self._encode_key(key))
             if raw is None:
                 raise KeyError(key)
-            value = self._value.decode(raw)
-            ret = self._call(sys.BPF_MAP_DELETE_ELEM, raw_key)
-            if ret < 0 and ret != -_errno.ENOENT:
-                raise self._error(-ret, sys.BPF_MAP_DELETE_ELEM, key)
-            return value
+            return self._value.decode(raw)
+        if not self._kind.keyless:
+            raise TypeError("map %r (%s) needs a key" % (self.name, self._kernel_name))
+        ret = self._call(sys.BPF_MAP_LOOKUP_AND_DELETE_ELEM, None)
         if ret < 0:
-            raise self._error(-ret, sys.BPF_MAP_LOOKUP_AND_DELETE_ELEM, key)
+            raise self._error(-ret, sys.BPF_MAP_LOOKUP_AND_DELETE_ELEM)
         return self._value.decode(self._value_buf.raw)
+
+    def _take_raw(self, raw_key: bytes) -> Optional[bytes]:
+        """Remove the entry at ``raw_key`` and return its value as it was
+        when removed, or None when there is none.
+
+        BPF_MAP_LOOKUP_AND_DELETE_ELEM copies and deletes in one step under
+        the bucket's lock (hash types, Linux 5.14), so an update cannot fall
+        between the two. Map types without it (LPM tries; hashes before
+        5.14) are read, then deleted: an update made between the two calls
+        is deleted with the entry.
+        """
+        if sys.BPF_MAP_LOOKUP_AND_DELETE_ELEM not in self._batch_unsupported:
+            ret = self._call(sys.BPF_MAP_LOOKUP_AND_DELETE_ELEM, raw_key)
+            if ret == 0:
+                return self._value_buf.raw
+            if ret == -_errno.ENOENT:
+                return None
+            if ret != -sys.ENOTSUPP:
+                raise self._error(-ret, sys.BPF_MAP_LOOKUP_AND_DELETE_ELEM)
+            self._batch_unsupported.add(sys.BPF_MAP_LOOKUP_AND_DELETE_ELEM)
+        raw = self._lookup_raw(raw_key)
+        if raw is None:
+            return None
+        ret = self._call(sys.BPF_MAP_DELETE_ELEM, raw_key)
+        if ret == -_errno.ENOENT:
+            return None        # someone else took it: it is theirs
+        if ret < 0:
+            raise self._error(-ret, sys.BPF_MAP_DELETE_ELEM)
+        return raw
 
     def pop(self, *args: Any) -> Any:
         """Keyed maps: ``pop(key[, default])`` like dict. Queue/stack maps:
@@ -485,23 +507,36 @@ class Map(sys.FDOwner):
         return self._decoded(self._raw_items())
 
     def lookup_and_delete_batch(self, batch_size: int = 256) -> List[Tuple[Any, Any]]:
-        """Remove and return every (key, value): a drain. Entries added while
-        it runs may or may not be included."""
+        """Remove and return every (key, value): a drain that loses nothing
+        between read and clear. BPF_MAP_LOOKUP_AND_DELETE_BATCH copies and
+        deletes each bucket under its lock; without it, each key is taken
+        with :meth:`_take_raw`. An entry added or updated while the drain
+        runs is in this drain or stays for the next one, never dropped
+        (except on map types that have neither command, see :meth:`_take_raw`).
+        """
         if self._batch_supported(sys.BPF_MAP_LOOKUP_AND_DELETE_BATCH):
             found = self._read_batch(sys.BPF_MAP_LOOKUP_AND_DELETE_BATCH, batch_size)
             if found is not None:
                 return self._decoded(found)
         drained = []
         for raw_key in list(self._raw_keys()):
-            raw_value = self._lookup_raw(raw_key)
-            if raw_value is None:
-                continue
-            ret = self._call(sys.BPF_MAP_DELETE_ELEM, raw_key)
-            if ret == 0:
+            raw_value = self._take_raw(raw_key)
+            if raw_value is not None:
                 drained.append((raw_key, raw_value))
-            elif ret != -_errno.ENOENT:
-                raise self._error(-ret, sys.BPF_MAP_DELETE_ELEM)
         return self._decoded(drained)
+
+    def sum(self, key: Any) -> Any:
+        """A per-CPU map's value at ``key`` added up over the CPUs (bcc's
+        ``sum()``): ints add, struct values add field by field, arrays
+        element by element. ``KeyError`` when the key is absent."""
+        if not self._kind.percpu:
+            raise TypeError("map %r is a %s, not a per-CPU map: read it with m[key]"
+                            % (self.name, self._kernel_name))
+        values = self[key]
+        total = values[0]
+        for value in values[1:]:
+            total = add_values(total, value, self.name)
+        return total
 
     def _write_batch(self, cmd: int, raw_keys: Sequence[bytes], raw_values: Optional[bytes],
                      flags: int) -> Tuple[int, int]:

@@ -4,8 +4,9 @@ An event struct is declared once, as a ``construct.Struct`` (the DSL builds
 it). ``construct`` parses about 0.09 M records/s here, too slow for a busy
 stream; ``struct.Struct.unpack_from`` does about 2.4 M/s. So
 :func:`decoder_for` flattens the declaration into one ``struct`` format and
-builds records as small tuple classes (:class:`StructDecoder`); whatever
-cannot be flattened (strings, enums, variable sizes, computed fields) keeps
+builds records as small tuple classes (:class:`StructDecoder`); an adapter
+with a ``flat_decode`` function (the DSL's strings) is flattened to its
+inner value passed through that function; whatever cannot be flattened (strings, enums, variable sizes, computed fields) keeps
 ``construct`` (:class:`ConstructDecoder`). Both decode a whole batch in
 one call: a list of buffers (``decode_batch``), or offsets into one ring
 buffer (``decode_from``, the readers' hot path, which needs no slice per
@@ -99,6 +100,7 @@ class _Flattener:
         self.codes: List[str] = []
         self.count = 0                     # values unpacked so far
         self.classes: Dict[str, type] = {}  # record classes the expressions name
+        self.functions: Dict[str, Callable[[Any], Any]] = {}  # adapters' flat_decode, by name
         self._class_names: Dict[int, str] = {}
 
     def _value(self, code: str) -> str:
@@ -153,6 +155,10 @@ class _Flattener:
             return inner
         if isinstance(con, _PASS):
             return "None"
+        if isinstance(con, construct.Adapter) and callable(getattr(con, "flat_decode", None)):
+            function = "_f%d" % len(self.functions)
+            self.functions[function] = con.flat_decode
+            return "%s(%s)" % (function, self.flatten(con.subcon, name))
         if isinstance(con, construct.Struct):
             return self._struct(con, name)
         raise CannotFlatten(type(con).__name__)
@@ -311,7 +317,7 @@ def struct_decoder(con: construct.Struct, name: str = "Record") -> StructDecoder
     if expr == plain:
         return StructDecoder(fmt, record_type)
     source = "def build(t):\n    return %s\n" % expr
-    namespace: Dict[str, Any] = dict(flat.classes, _new=tuple.__new__,
+    namespace: Dict[str, Any] = dict(flat.classes, **flat.functions, _new=tuple.__new__,
                                      _from_bytes=int.from_bytes)
     exec(compile(source, "<decoder %s>" % name, "exec"), namespace)
     return StructDecoder(fmt, record_type, namespace["build"], source)

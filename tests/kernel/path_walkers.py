@@ -122,7 +122,7 @@ class Walker:
         retval = self.run(fd, program)
         assert retval == 0, "%s returned %d" % (program.name, retval)
         result = self.maps[(small if program is walk_fd_small else walked).name][0]
-        return result.info, result.path.split(b"\0")[0], result.matched
+        return result.info, result.path.raw.split(b"\0")[0], result.matched
 
     def close(self):
         self.collection.close()

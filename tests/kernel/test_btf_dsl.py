@@ -57,7 +57,7 @@ def test_current_task_reads_pid_tgid_parent_and_comm():
         comm = f.read().rstrip(b"\n")
     assert (seen.pid, seen.tgid, seen.ppid) == (os.getpid(), os.getpid(), os.getppid())
     # up to the first NUL: before ~5.9 exec leaves the old name's tail behind it
-    assert seen.comm.split(b"\0")[0] == comm
+    assert seen.comm.raw.split(b"\0")[0] == comm
     assert seen.state == 0                     # TASK_RUNNING: it is making the syscall
 
 
@@ -316,5 +316,5 @@ def test_the_walk_in_an_attached_tracepoint_program(opened, tmp_path):
     with Collection(collection_spec([fsynced]), config={"pid": os.getpid()}).attach() as loaded:
         os.fsync(fd)
         seen = loaded.maps.written[0]
-    assert seen.path.split(b"\0")[0] == os.fsencode(tmp_path / "synced")
+    assert seen.path == os.fsdecode(tmp_path / "synced")
     assert seen.info.ino == os.fstat(fd).st_ino

@@ -58,13 +58,13 @@ def snoop():
 
 def events_for(reader, paths):
     """Our events whose path is one of ``paths``, by path (read until all came)."""
-    wanted = {p.encode() for p in paths}
+    wanted = set(paths)
     found = {}
     for _ in range(50):
         for event in reader.read(timeout=0.1):
-            path = event.path[:max(event.path_len - 1, 0)]
-            if event.pid == os.getpid() and path in wanted:
-                found[path.decode()] = event
+            assert len(event.path.raw.split(b"\0")[0]) == max(event.path_len - 1, 0)
+            if event.pid == os.getpid() and event.path in wanted:
+                found[event.path] = event
         if len(found) == len(wanted):
             break
     assert reader.lost() == 0
@@ -98,7 +98,7 @@ def test_opensnoop_reports_each_open(snoop):
     event = found[created]
     assert (event.pid, event.tid) == (os.getpid(), os.getpid())
     assert event.uid == os.getuid()
-    assert event.comm.rstrip(b"\0") == me
+    assert event.comm == os.fsdecode(me)
     assert event.flags & (os.O_WRONLY | os.O_CREAT | os.O_TRUNC) == \
         os.O_WRONLY | os.O_CREAT | os.O_TRUNC
     assert event.ret == fd and event.syscall == opensnoop.OPENAT
@@ -107,7 +107,7 @@ def test_opensnoop_reports_each_open(snoop):
     event = found[long_path]
     assert len(long_path) >= 3000
     assert event.path_len == len(long_path) + 1 and not event.truncated
-    assert event.path[:len(long_path)] == long_path.encode()
+    assert event.path == long_path
     assert event.ret == fd2
 
 
@@ -118,13 +118,13 @@ def test_opensnoop_flags_a_path_longer_than_the_buffer(snoop):
     assert error.value.errno == errno.ENAMETOOLONG
     for _ in range(50):
         events = [e for e in snoop.read(timeout=0.1)
-                  if e.pid == os.getpid() and e.path.startswith(b"/xxxx")]
+                  if e.pid == os.getpid() and e.path.startswith("/xxxx")]
         if events:
             break
     (event,) = events
     assert event.truncated == 1
     assert event.path_len == opensnoop.PATH_MAX
-    assert event.path == name.encode()[:opensnoop.PATH_MAX - 1] + b"\0"
+    assert event.path.raw == name.encode()[:opensnoop.PATH_MAX - 1] + b"\0"
     assert event.ret == -errno.ENAMETOOLONG
 
 
@@ -174,10 +174,8 @@ def expected_report(x, arg, me, scale, prefix):
                 min(u, 1000), signed(-signed(x, 32), 32), values[3]],
         "arg_sum": sum(arg_bytes), "unrolled": 720, "loop_sum": sum(i * i for i in range(10)),
         "loops": 10, "big_sum": 7 + (x & 0xFF),
-        "comm": me.ljust(16, b"\0"), "kcomm": me.ljust(16, b"\0"),
-        "arg": arg_bytes.ljust(32, b"\0"),
-        "samples": [{"values": [0] * 4, "tag": bytes(6)},
-                    {"values": values, "tag": b"tour\0\0"}],
+        "comm": me.decode(), "kcomm": me.decode(), "arg": arg_bytes.decode(),
+        "samples": [{"values": [0] * 4, "tag": ""}, {"values": values, "tag": "tour"}],
     }
 
 

@@ -128,3 +128,32 @@ def test_bad_declarations():
             x: int
     with pytest.raises(TypeError, match="positive"):
         u8[0]
+
+
+class Named(Struct):
+    pid: u32
+    comm: char[8]
+    names: char[2][4]                 # two strings of four bytes
+
+
+def test_strings_read_as_text_with_their_bytes_kept():
+    raw = (7).to_bytes(4, "little") + b"bash\0old" + b"ab\0\0" + b"\xffx\0\0"
+    parsed = Named.text_construct().parse(raw)
+    assert (parsed.pid, parsed.comm, parsed.names) == (7, "bash", ["ab", "\ufffdx"])
+    assert parsed.comm.raw == b"bash\0old" and parsed.names[1].raw == b"\xffx\0\0"
+    assert Named.text_construct().build(parsed) == raw          # raw bytes written back
+    assert Named.text_construct().build(dict(pid=7, comm="bash", names=[b"ab", "é"])) == \
+        raw[:8] + bytes(4) + b"ab\0\0" + "é".encode() + b"\0\0"
+    assert Named.construct().parse(raw).comm == b"bash\0old"    # the stored form is unchanged
+    with pytest.raises(construct.StringError, match=r"longer than char\[8\]"):
+        Named.text_construct().build(dict(pid=1, comm="a" * 9, names=["", ""]))
+
+
+def test_the_fast_decoder_reads_strings_as_construct_does():
+    from pybpf.kernel.records import StructDecoder, decoder_for, to_builtin
+    decoder = decoder_for(Named.text_construct(), "Named")
+    raw = (7).to_bytes(4, "little") + b"bash\0old" + b"ab\0\0" + b"\xffx\0\0"
+    assert isinstance(decoder, StructDecoder)                   # not construct's slow path
+    record = decoder.decode(raw)
+    assert to_builtin(record) == to_builtin(Named.text_construct().parse(raw))
+    assert record.comm.raw == b"bash\0old"
