@@ -106,18 +106,26 @@ def copy_end(p, call: Ptr(Call), op: u64, this: s64, peer: s64) -> s64:
     p.return_(0)
 
 
-@subprogram
-def fallocate_call(p, call: Ptr(Call)) -> s64:
-    """fallocate(fd, mode, offset, len) on a reported file."""
+def wanted_fd_op(p, call, op):
+    """The filters of an operation ``op`` on fd ``call.a0`` (failed calls,
+    ``-o``, the process, the file), in a subprogram that returns when one
+    says no: what :func:`~.fdcache.fd_file` answered for the fd."""
     with p.if_((call.ret < 0) & (settings.failed == 0)):
         p.return_(0)
-    with p.if_(~op_wanted(OP_FALLOCATE) & (settings.report_all == 0)):
+    with p.if_(~op_wanted(op) & (settings.report_all == 0)):
         p.return_(0)
     with p.if_(process_filtered_out(p, call.tgid)):
         p.return_(0)
-    this = fd_file(p, call.a0)
-    with p.if_(~known(this)):
+    tracked = fd_file(p, call.a0)
+    with p.if_(~known(tracked)):
         p.return_(0)
+    return tracked
+
+
+@subprogram
+def fallocate_call(p, call: Ptr(Call)) -> s64:
+    """fallocate(fd, mode, offset, len) on a reported file."""
+    this = wanted_fd_op(p, call, OP_FALLOCATE)
     emit_extent(p, OP_FALLOCATE, call.a0, call.ret, file_id_of(this), call.nr, 0, s64(call.a2),
                 call.a3, call.a1)
     p.return_(0)

@@ -12,9 +12,9 @@ rename: no fd, only names, matched by :func:`path_start`).
 
 from pybpf.dsl import PerCPUArray, Ptr, UserPtr, s64, subprogram, u8, u16, u32, u64
 
+from .copies import copy_call, fallocate_call, wanted_fd_op
 from .emit import count, emit_io, read_text, report_path_op, send_capture, send_text, texts
-from .copies import copy_call, fallocate_call
-from .fdcache import (AT_FDCWD, SWEEP_CLOSE_RANGE, count_io, fd_file, fds, file_id_of,
+from .fdcache import (AT_FDCWD, SWEEP_CLOSE_RANGE, count_io, fds, file_id_of,
                       raise_max_fd, report_close, sweep, track_dir, track_fd)
 from .records import (IO_IMPLICIT, IO_PATH_OP, OP_DUP, OP_OPEN, OP_READ, OP_RENAME,
                       OP_TRUNCATE, OP_UNLINK, OP_WRITE, TEXT_GIVEN, TEXT_NAME, TEXT_NEW_NAME,
@@ -226,15 +226,7 @@ def dup_call(p, call: Ptr(Call)) -> s64:
 
 @subprogram
 def ftruncate_call(p, call: Ptr(Call)) -> s64:
-    with p.if_((call.ret < 0) & (settings.failed == 0)):
-        p.return_(0)
-    with p.if_(~op_wanted(OP_TRUNCATE) & (settings.report_all == 0)):
-        p.return_(0)
-    with p.if_(process_filtered_out(p, call.tgid)):
-        p.return_(0)
-    tracked = fd_file(p, call.a0)
-    with p.if_((tracked < 0) | ~reported(tracked)):
-        p.return_(0)
+    tracked = wanted_fd_op(p, call, OP_TRUNCATE)
     emit_io(p, OP_TRUNCATE, call.a0, call.ret, file_id_of(tracked), call.nr, length=call.a1)
     p.return_(0)
 

@@ -17,6 +17,8 @@ import shutil
 import subprocess
 import sys
 
+from sniffwrites_cases import ready_then_go
+
 DATA = bytes(range(256)) * 64         # 16 KiB
 
 
@@ -28,12 +30,7 @@ def main(watched: str, outside: str) -> None:
     with open(inside, "wb") as f:
         f.write(DATA[:1000])
 
-    print("ready", flush=True)
-    sys.stdin.readline()
-    try:
-        os.stat(os.path.join(watched, ".go"))
-    except FileNotFoundError:
-        pass
+    ready_then_go(watched)
 
     # coreutils cp into the watched directory, and out of it
     subprocess.run(["cp", source, os.path.join(watched, "cp_default.bin")], check=True)
