@@ -10,15 +10,18 @@ in that order:
 
 * ``ts_ns``: wall-clock time, ns since the epoch (the kernel's monotonic
   clock plus the offset measured at start);
-* ``op``: open, read, write, close, truncate, rename or unlink;
+* ``op``: open, read, write, close, truncate, rename, unlink or fallocate
+  (a copy or splice is a ``write`` on its destination and a ``read`` on its
+  source, each end reported when it is watched);
 * ``pid`` (process, tgid), ``tid`` (thread), ``ppid``, ``uid``, ``comm``;
 * ``fd``: the descriptor (-1 for path-based operations: truncate(2),
   rename, unlink, a failed open);
 * ``path``: absolute, canonical, from the kernel's dentries (``pipe:[ino]``,
   ``socket:[ino]``, ``anon_inode:[name]`` for files without one; relative to
   the process's root under chroot);
-* ``bytes``: bytes moved by a read or write (the return value), the new
-  length for truncate, else null;
+* ``bytes``: bytes moved by a read or write (the return value; for a
+  copy, the bytes copied), the new length for truncate, the length of the
+  range for fallocate, else null;
 * ``ret``: the syscall's return value; ``errno``: its name when it failed
   (failed calls only with ``--failed``), else null;
 * ``flags``: the open flags (opens), else 0.
@@ -29,7 +32,15 @@ than PATH_MAX and is its tail), ``deleted`` (true: unlinked when walked),
 ``data`` (``--capture``: the first bytes, escaped), ``syscall`` (its name:
 ``pread64``, ``openat2``), ``implicit`` (true: a close nobody called: dup2
 or dup3 over the fd, close_range, exec of a close-on-exec fd, process exit),
-``debug`` (``--debug``: the kernel's raw facts).
+``debug`` (``--debug``: the kernel's raw facts), ``peer_path`` (copies
+and splices: the other end's path, when it is a file, watched or not),
+``offset`` (copies: the offset given, absent when the file position was
+used; fallocate: where the range starts), ``length`` (fallocate: the
+range's length), ``mode`` (fallocate: its mode flags as a list of names,
+:data:`FALLOCATE_MODES`, ``[]`` for a plain allocation).
+
+Bytes stored through a shared writable ``mmap`` and io_uring requests are
+not syscalls on the file and are not reported.
 
 ``"aggregate"`` — ``--aggregate``: counts of one open file (:class:`Aggregate`),
 ``closed`` false at each interval, true once when it is closed.
@@ -43,12 +54,40 @@ or dup3 over the fd, close_range, exec of a close-on-exec fd, process exit),
 """
 
 import errno as _errno
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Tuple
 
 # The operations, as named in every output format.
 OPEN, READ, WRITE, CLOSE = "open", "read", "write", "close"
-TRUNCATE, RENAME, UNLINK = "truncate", "rename", "unlink"
-OPERATIONS = (OPEN, READ, WRITE, CLOSE, TRUNCATE, RENAME, UNLINK)
+TRUNCATE, RENAME, UNLINK, FALLOCATE = "truncate", "rename", "unlink", "fallocate"
+OPERATIONS = (OPEN, READ, WRITE, CLOSE, TRUNCATE, RENAME, UNLINK, FALLOCATE)
+
+# include/uapi/linux/falloc.h
+FALLOC_FL_KEEP_SIZE = 0x01
+FALLOC_FL_PUNCH_HOLE = 0x02
+FALLOC_FL_NO_HIDE_STALE = 0x04
+FALLOC_FL_COLLAPSE_RANGE = 0x08
+FALLOC_FL_ZERO_RANGE = 0x10
+FALLOC_FL_INSERT_RANGE = 0x20
+FALLOC_FL_UNSHARE_RANGE = 0x40
+FALLOC_FL_WRITE_ZEROES = 0x80
+#: fallocate's mode bits, as the ``mode`` key names them.
+FALLOCATE_MODES = ((FALLOC_FL_KEEP_SIZE, "keep_size"), (FALLOC_FL_PUNCH_HOLE, "punch_hole"),
+                   (FALLOC_FL_NO_HIDE_STALE, "no_hide_stale"),
+                   (FALLOC_FL_COLLAPSE_RANGE, "collapse_range"),
+                   (FALLOC_FL_ZERO_RANGE, "zero_range"), (FALLOC_FL_INSERT_RANGE, "insert_range"),
+                   (FALLOC_FL_UNSHARE_RANGE, "unshare_range"),
+                   (FALLOC_FL_WRITE_ZEROES, "write_zeroes"))
+
+
+def fallocate_mode(mode: int) -> Tuple[str, ...]:
+    """The names of fallocate's ``mode`` bits (unknown ones in hex).
+
+    >>> fallocate_mode(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)
+    ('keep_size', 'punch_hole')
+    """
+    names = tuple(name for bit, name in FALLOCATE_MODES if mode & bit)
+    rest = mode & ~sum(bit for bit, _ in FALLOCATE_MODES)
+    return names + ("%#x" % rest,) if rest else names
 
 #: JSON keys of a file event, in output order. ``bytes`` is the count moved
 #: (reads/writes), ``ret`` the syscall's return value, ``errno`` its error
@@ -88,6 +127,10 @@ class Event(NamedTuple):
     syscall: Optional[str] = None   # the syscall's name (``pread64``, ``openat2``)
     implicit: bool = False          # a close nobody called (dup2 over it, close_range, exec, exit)
     debug: Optional[str] = None     # --debug: the raw kernel facts, as text
+    peer_path: Optional[bytes] = None   # a copy's other end, when it is a file
+    offset: Optional[int] = None        # copies (when given) and fallocate
+    length: Optional[int] = None        # fallocate
+    mode: Optional[Tuple[str, ...]] = None  # fallocate: names of its mode flags
 
     @property
     def errno(self) -> Optional[str]:

@@ -14,10 +14,10 @@ characters and invalid UTF-8 are escaped, so one event is one line.
 import json
 import time
 from functools import lru_cache
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 from .escape import display
-from .events import Aggregate, Event, Lost
+from .events import READ, Aggregate, Event, Lost
 
 FORMATS = ("text", "table", "json")
 
@@ -60,7 +60,7 @@ class Formatter:
     def header(self) -> Optional[str]:
         if self.fmt != "table":
             return None
-        return "%-15s %-8s %7s %7s %-16s %4s %10s  %s" % (
+        return "%-15s %-9s %7s %7s %-16s %4s %10s  %s" % (
             "TIME", "OP", "PID", "TID", "COMM", "FD", "BYTES", "PATH")
 
     def event(self, ev: Event) -> str:
@@ -92,6 +92,7 @@ class Formatter:
             parts.append("failed %s" % ev.errno)
         if ev.new_path is not None:
             parts.append("-> %s" % display(ev.new_path))
+        parts.extend(self._extent(ev))
         if ev.truncated:
             parts.append("[path truncated]")
         if ev.deleted:
@@ -110,6 +111,20 @@ class Formatter:
             parts.append("[DEBUG %s]" % ev.debug)
         return "  " + " ".join(parts) if parts else ""
 
+    @staticmethod
+    def _extent(ev: Event) -> List[str]:
+        """A copy's other end and offset, a fallocate's range and mode."""
+        parts = []
+        if ev.peer_path is not None:
+            parts.append("%s %s" % ("to" if ev.op == READ else "from", display(ev.peer_path)))
+        if ev.offset is not None:
+            parts.append("offset=%d" % ev.offset)
+        if ev.length is not None:
+            parts.append("length=%d" % ev.length)
+        if ev.mode is not None:
+            parts.append("mode=%s" % ("|".join(ev.mode) or "0"))
+        return parts
+
     def _text_event(self, ev: Event) -> str:
         return "%s %s pid=%d tid=%d ppid=%d uid=%d comm=%s fd=%d %s%s" % (
             _clock(ev.ts_ns, self.offset), ev.op, ev.pid, ev.tid, ev.ppid, ev.uid,
@@ -119,11 +134,13 @@ class Formatter:
         moved = "" if ev.bytes is None else str(ev.bytes)
         if ev.ret < 0:
             moved = ev.errno or ""
-        return "%-15s %-8s %7d %7d %-16s %4d %10s  %s%s%s" % (
+        extent = self._extent(ev)
+        return "%-15s %-9s %7d %7d %-16s %4d %10s  %s%s%s%s" % (
             _clock(ev.ts_ns, self.offset), ev.op, ev.pid, ev.tid, display(ev.comm), ev.fd,
             moved, display(ev.path),
             "" if ev.new_path is None else " -> " + display(ev.new_path),
-            " [truncated]" if ev.truncated else " [deleted]" if ev.deleted else "")
+            " [truncated]" if ev.truncated else " [deleted]" if ev.deleted else "",
+            "  " + " ".join(extent) if extent else "")
 
     def _json_event(self, ev: Event) -> str:
         return self.json_template(ev) % (ev.ts_ns + self.offset,
@@ -157,6 +174,14 @@ class Formatter:
             line += ', "implicit": true'
         if ev.debug is not None:
             line += ', "debug": ' + json.dumps(ev.debug).replace("%", "%%")
+        if ev.peer_path is not None:
+            line += ', "peer_path": ' + _json_literal(ev.peer_path)
+        if ev.offset is not None:
+            line += ', "offset": %d' % ev.offset
+        if ev.length is not None:
+            line += ', "length": %d' % ev.length
+        if ev.mode is not None:
+            line += ', "mode": [%s]' % ", ".join('"%s"' % name for name in ev.mode)
         return line + "}"
 
     # -- aggregates ------------------------------------------------------------------
@@ -168,7 +193,7 @@ class Formatter:
             agg.writes, agg.write_bytes)
 
     def _table_aggregate(self, agg: Aggregate) -> str:
-        return "%-15s %-8s %7d %7d %-16s %4d %10d  %s" % (
+        return "%-15s %-9s %7d %7d %-16s %4d %10d  %s" % (
             _clock(agg.ts_ns, self.offset), "total", agg.pid, agg.tid, display(agg.comm),
             agg.fd, agg.read_bytes + agg.write_bytes, display(agg.path))
 

@@ -21,15 +21,17 @@ its time and result (same file, process, thread, fd, syscall, comm): one
 from collections import Counter
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .bpf.records import (FILE_DIRECTORY, FILE_UNCACHED, FILE_WATCHED, IO_CAPTURE, IO_IMPLICIT,
-                          IO_PATH_OP, OP_CLOSE, OP_DUP, OP_NAMES, OP_OPEN, OP_READ, OP_RENAME,
-                          OP_TRUNCATE, OP_WRITE, REC_AGG, REC_FILE, REC_IO, REC_TEXT, TEXT_GIVEN,
-                          TEXT_NAME, TEXT_NEW_NAME)
+from .bpf.records import (FILE_DIRECTORY, FILE_PSEUDO, FILE_UNCACHED, FILE_WATCHED, IO_CAPTURE,
+                          IO_IMPLICIT, IO_PATH_OP, OP_CLOSE, OP_DUP, OP_FALLOCATE, OP_NAMES,
+                          OP_OPEN, OP_READ, OP_RENAME, OP_TRUNCATE, OP_WRITE, REC_AGG,
+                          REC_EXTENT, REC_FILE, REC_IO, REC_TEXT, TEXT_GIVEN, TEXT_NAME,
+                          TEXT_NEW_NAME)
 from .config import Config
-from .events import Aggregate, Event
+from .events import Aggregate, Event, fallocate_mode
 from .output import Formatter
 from .resolve import FileInfo, FileTable, Names
-from .views import IO_HOT, agg_view, captured, comm_of, file_view, io_view, text_view
+from .views import (IO_HOT, agg_view, captured, comm_of, extent_view, file_view, io_view,
+                    text_view)
 
 #: Templates kept by the hot path at most (then forgotten, counts kept).
 HOT_MAX = 1 << 16
@@ -88,6 +90,8 @@ class Pipeline:
                 self.names.add(text_view(buffer, at))
             elif kind == REC_AGG:
                 self._agg(agg_view(buffer, at), lines)
+            elif kind == REC_EXTENT:
+                self._extent(extent_view(buffer, at), lines)
             else:
                 self.unknown_kind += 1
         if lines:
@@ -141,9 +145,7 @@ class Pipeline:
             if op != OP_OPEN:
                 given = None
         else:
-            info = table.files.get(io.file_id)
-            if info is None:
-                info, _ = table.lookup(io.file_id, io.pid, io.fd)
+            info = self._file_of(io)
             path, truncated, deleted = info.path, info.truncated, info.deleted
             if op == OP_OPEN:
                 given = self.names.given(io.tid)
@@ -167,6 +169,36 @@ class Pipeline:
             self.open_files.pop((io.pid, io.fd), None)
         elif not io.flags & IO_PATH_OP:
             self._used_once(io.file_id)
+
+    def _file_of(self, io: Any) -> FileInfo:
+        """The file an Io record's ``file_id`` names."""
+        info = self.table.files.get(io.file_id)
+        if info is None:
+            info, _ = self.table.lookup(io.file_id, io.pid, io.fd)
+        return info
+
+    def _extent(self, io: Any, lines: List[str]) -> None:
+        """A copy's end (read or write, with the other end as ``peer_path``)
+        or a fallocate (offset, length, mode)."""
+        info = self._file_of(io)
+        peer = self.table.files.get(io.peer_id) if io.peer_id else None
+        self._used_once(io.peer_id)
+        fallocate = io.op == OP_FALLOCATE
+        if fallocate:
+            moved: Optional[int] = io.length
+        else:
+            moved = io.ret if io.ret >= 0 else None
+        event = Event(io.ts, OP_NAMES.get(io.op, str(io.op)), io.pid, io.tid, io.ppid, io.uid,
+                      self._comm(io.comm), io.fd, info.path, moved, io.ret,
+                      truncated=info.truncated, deleted=info.deleted,
+                      syscall=self.syscalls.get(io.syscall),
+                      debug=self._debug(io, io.file_id) if self.cfg.debug else None,
+                      peer_path=None if peer is None or peer.flags & FILE_PSEUDO else peer.path,
+                      offset=io.offset if io.offset >= 0 else None,
+                      length=io.length if fallocate else None,
+                      mode=fallocate_mode(io.mode) if fallocate else None)
+        self._report(event, lines)
+        self._used_once(io.file_id)
 
     def _keep_template(self, event: Event, file_id: int, buffer: Any, at: int) -> None:
         """The line template of a successful read or write of a file the

@@ -5,7 +5,8 @@ Records are told apart by their first byte (``REC_*`` in
 a named field per field of its declaration (made by
 :func:`pybpf.kernel.records.decoder_for` from the same ``Struct`` the
 kernel side stores to), read in place from the ring with one
-``unpack_from``: :func:`io_view`, :func:`agg_view`, and for the
+``unpack_from``: :func:`io_view`, :func:`agg_view`, :func:`extent_view`
+(an Io's fields, then its Extent's), and for the
 variable-size kinds :func:`file_view` (the header, then ``path`` by
 ``path_len``) and :func:`text_view` (``text`` by ``length``). ``IoView``
 also names the meanings of ``Io.aux`` (``io.open_flags``, ``io.length``,
@@ -24,8 +25,8 @@ import construct
 
 from pybpf.kernel.records import StructDecoder, decoder_for
 
-from .bpf.records import (FILE_HEADER, IO_AUX_MEANINGS, REC_AGG, REC_FILE, REC_IO, REC_TEXT,
-                          TEXT_HEADER, Agg, FileRec, Io, Text)
+from .bpf.records import (FILE_HEADER, IO_AUX_MEANINGS, REC_AGG, REC_EXTENT, REC_FILE, REC_IO,
+                          REC_TEXT, TEXT_HEADER, Agg, Extent, FileRec, Io, IoExtent, Text)
 
 _new = tuple.__new__
 
@@ -73,10 +74,14 @@ _IO = _decoder(Io.construct(), "Io", Io.layout.size)
 _AGG = _decoder(Agg.construct(), "Agg", Agg.layout.size)
 _FILE = _decoder(_header(FileRec.layout, "path"), "FileRec", FILE_HEADER)
 _TEXT = _decoder(_header(Text.layout, "text"), "Text", TEXT_HEADER)
+_EXTENT = _decoder(Extent.construct(), "Extent", Extent.layout.size)
+if IoExtent.layout.fields["extent"].offset != Io.layout.size:
+    raise TypeError("IoExtent: its Extent does not follow the Io directly")
 
 IoView = _view_class("IoView", _IO.record_type,
                      aliases={meaning: "aux" for meaning in IO_AUX_MEANINGS.values()})
 AggView = _AGG.record_type
+IoExtentView = _view_class("IoExtentView", IoView, _EXTENT.fields)
 FileView = _view_class("FileView", _FILE.record_type, ("path",))
 TextView = _view_class("TextView", _TEXT.record_type, ("text",))
 
@@ -92,6 +97,7 @@ _io = IO_FORMAT.unpack_from
 _agg = AGG_FORMAT.unpack_from
 _file = FILE_HEADER_FORMAT.unpack_from
 _text = TEXT_HEADER_FORMAT.unpack_from
+_extent = _EXTENT.format.unpack_from
 _PATH_LEN = _FILE.fields.index("path_len")
 _TEXT_LENGTH = _TEXT.fields.index("length")
 
@@ -102,6 +108,10 @@ def io_view(buffer: Any, at: int) -> Any:
 
 def agg_view(buffer: Any, at: int) -> Any:
     return _new(AggView, _agg(buffer, at))
+
+
+def extent_view(buffer: Any, at: int) -> Any:
+    return _new(IoExtentView, _io(buffer, at) + _extent(buffer, at + IO_SIZE))
 
 
 def file_view(buffer: Any, at: int) -> Any:
@@ -139,7 +149,8 @@ def _hot_format() -> struct.Struct:
 
 IO_HOT = _hot_format()
 
-_VIEWS = {REC_IO: io_view, REC_AGG: agg_view, REC_FILE: file_view, REC_TEXT: text_view}
+_VIEWS = {REC_IO: io_view, REC_AGG: agg_view, REC_FILE: file_view, REC_TEXT: text_view,
+          REC_EXTENT: extent_view}
 
 
 def view(buffer: Any, at: int = 0) -> Any:

@@ -99,11 +99,10 @@ def report_close(p, info, fd, flags):
         emit_agg(p, info, fd, flags)
 
 
-@subprogram
-def track_fd(p, fd: u64, open_flags: u64) -> s64:
-    """Walk ``fd`` of the current task, cache the answer under (tgid, fd)
-    and, if the file is reported, send its FileRec. Returns
-    ``file_id << 8 | FILE_* flags``, or -1 when the fd has no file."""
+def walk_fd(p, fd):
+    """Pass 1 over ``fd``'s file in a subprogram (which returns -1 when the
+    fd has no file): (the file, the walk state, FILE_WATCHED or 0, a new
+    file id)."""
     task = p.current_task()
     file = file_of_fd(p, task, fd)
     with p.if_(file.is_null):
@@ -112,14 +111,22 @@ def track_fd(p, fd: u64, open_flags: u64) -> s64:
     s = walks.lookup(0)
     with p.if_(s.is_null):
         p.return_(-1)
-    info = staging.lookup(0)
-    with p.if_(info.is_null):
-        p.return_(-1)
     walk(p, s, task, f.f_path.mnt, f.f_path.dentry, settings.all_files)
     flags = p.var(u32, 0)
     with p.if_((s.watched != 0) | (settings.all_files != 0)):
         flags.set(FILE_WATCHED)
-    file_id = new_file_id(p, s)
+    return file, s, flags, new_file_id(p, s)
+
+
+@subprogram
+def track_fd(p, fd: u64, open_flags: u64) -> s64:
+    """Walk ``fd`` of the current task, cache the answer under (tgid, fd)
+    and, if the file is reported, send its FileRec. Returns
+    ``file_id << 8 | FILE_* flags``, or -1 when the fd has no file."""
+    info = staging.lookup(0)
+    with p.if_(info.is_null):
+        p.return_(-1)
+    file, s, flags, file_id = walk_fd(p, fd)
     pid_tgid = p.helpers.get_current_pid_tgid()
     key = p.stack(FdKey)
     key.tgid = u32(pid_tgid >> 32)
@@ -136,6 +143,34 @@ def track_fd(p, fd: u64, open_flags: u64) -> s64:
     with p.if_(reported(flags)):
         send_file(p, s, file.f_inode, file_id, flags, fd, open_flags)
     p.return_(s64((file_id << 8) | flags))
+
+
+def file_id_of(tracked):
+    """The file id in what :func:`track_fd` returned."""
+    return u64(tracked) >> 8
+
+
+@subprogram
+def fd_file(p, fd: u64) -> s64:
+    """What the cache knows of ``fd`` of the current process, walking it on
+    a miss: ``file_id << 8 | FILE_* flags``, or -1 when the fd has no file."""
+    key = p.stack(FdKey)
+    key.tgid = u32(p.helpers.get_current_pid_tgid() >> 32)
+    key.fd = u32(fd)
+    info = fds.lookup(key)
+    with p.if_(info):
+        p.return_(s64((info.file_id << 8) | u64(info.flags)))
+    p.return_(track_fd(p, fd, 0))
+
+
+@subprogram
+def name_fd(p, fd: u64) -> s64:
+    """The other end of a copy when it is not reported itself: walked again
+    (not cached) and sent as a one-use FileRec (``FILE_UNCACHED``), so that
+    the copy's record can name it. Returns its file id, or -1."""
+    file, s, flags, file_id = walk_fd(p, fd)
+    send_file(p, s, file.f_inode, file_id, flags | FILE_UNCACHED, fd, 0)
+    p.return_(s64(file_id))
 
 
 def send_file(p, s, inode, file_id, flags, fd, open_flags):

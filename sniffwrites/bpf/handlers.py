@@ -5,22 +5,24 @@ The hot path (a read or write of an fd the cache knows) stays in the hook
 into the per-CPU :class:`~sniffwrites.bpf.syscalls.Call` slot
 (:func:`fill_call`) and one of these: :func:`report_io` and :func:`io_miss`
 for reads and writes, :func:`slow_path` dispatching opens, dups,
-close_range, ftruncate and the path-based operations (truncate, unlink,
+close_range, ftruncate, copies and fallocate (:mod:`~sniffwrites.bpf.copies`)
+and the path-based operations (truncate, unlink,
 rename: no fd, only names, matched by :func:`path_start`).
 """
 
 from pybpf.dsl import PerCPUArray, Ptr, UserPtr, s64, subprogram, u8, u16, u32, u64
 
+from .copies import copy_call, fallocate_call, wanted_fd_op
 from .emit import count, emit_io, read_text, report_path_op, send_capture, send_text, texts
-from .fdcache import (AT_FDCWD, SWEEP_CLOSE_RANGE, count_io, fds, raise_max_fd, report_close,
-                      sweep, track_dir, track_fd)
+from .fdcache import (AT_FDCWD, SWEEP_CLOSE_RANGE, count_io, fds, file_id_of,
+                      raise_max_fd, report_close, sweep, track_dir, track_fd)
 from .records import (IO_IMPLICIT, IO_PATH_OP, OP_DUP, OP_OPEN, OP_READ, OP_RENAME,
                       OP_TRUNCATE, OP_UNLINK, OP_WRITE, TEXT_GIVEN, TEXT_NAME, TEXT_NEW_NAME,
                       FdInfo, FdKey)
 from .settings import (MAX_PREFIXES, op_wanted, process_filtered_out, process_wanted, reported,
                        settings)
-from .syscalls import (CL_CLOSE_RANGE, CL_DUP2, CL_FCNTL, CL_FTRUNCATE, CL_OPEN, CL_OPENAT2,
-                       CL_RENAMEAT, CL_TRUNCATE, CL_UNLINK, CL_UNLINKAT, CL_WRITE, Call,
+from .syscalls import (CL_CLOSE_RANGE, CL_COPY, CL_DUP2, CL_FALLOCATE, CL_FCNTL, CL_FTRUNCATE,
+                       CL_OPEN, CL_OPENAT2, CL_RENAMEAT, CL_TRUNCATE, CL_UNLINK, CL_UNLINKAT, CL_WRITE, Call,
                        syscall_number)
 from .walk import scratch_box
 
@@ -43,11 +45,6 @@ def fill_call(p, regs, ret, tgid, cls):
     call.tgid = tgid
     call.cls = cls
     return call
-
-
-def file_id_of(tracked):
-    """The file id in what :func:`~sniffwrites.bpf.fdcache.track_fd` returned."""
-    return u64(tracked) >> 8
 
 
 @subprogram
@@ -110,6 +107,12 @@ def slow_path(p, call: Ptr(Call)) -> s64:
         p.return_(0)
     with p.if_(cls == CL_FTRUNCATE):
         ftruncate_call(p, call)
+        p.return_(0)
+    with p.if_(cls == CL_FALLOCATE):
+        fallocate_call(p, call)
+        p.return_(0)
+    with p.if_(cls >= CL_COPY):
+        copy_call(p, call)
         p.return_(0)
     path_call(p, call)
     p.return_(0)
@@ -223,29 +226,8 @@ def dup_call(p, call: Ptr(Call)) -> s64:
 
 @subprogram
 def ftruncate_call(p, call: Ptr(Call)) -> s64:
-    with p.if_((call.ret < 0) & (settings.failed == 0)):
-        p.return_(0)
-    with p.if_(~op_wanted(OP_TRUNCATE) & (settings.report_all == 0)):
-        p.return_(0)
-    with p.if_(process_filtered_out(p, call.tgid)):
-        p.return_(0)
-    key = p.stack(FdKey)
-    key.tgid = call.tgid
-    key.fd = u32(call.a0)
-    info = fds.lookup(key)
-    file_id = p.var(u64, 0)
-    with p.if_(info.is_null):
-        tracked = track_fd(p, call.a0, 0)
-        with p.if_(tracked < 0):
-            p.return_(0)
-        with p.if_(~reported(tracked)):
-            p.return_(0)
-        file_id.set(file_id_of(tracked))
-    with p.else_():
-        with p.if_(~reported(info.flags)):
-            p.return_(0)
-        file_id.set(info.file_id)
-    emit_io(p, OP_TRUNCATE, call.a0, call.ret, file_id, call.nr, length=call.a1)
+    tracked = wanted_fd_op(p, call, OP_TRUNCATE)
+    emit_io(p, OP_TRUNCATE, call.a0, call.ret, file_id_of(tracked), call.nr, length=call.a1)
     p.return_(0)
 
 

@@ -39,11 +39,12 @@ from pybpf.dsl import KernelPtr, raw_tracepoint, s64, tracepoint, u8, u32, u64
 from pybpf.dsl.kernel_types import current_btf
 from pybpf.programs import lib_paths
 
-from . import emit, fdcache, handlers, syscalls, walk
+from . import copies, emit, fdcache, handlers, syscalls, walk
 from . import settings as settings_module
 from .emit import emit_io
-from .fdcache import SWEEP_EXEC, SWEEP_EXIT, count_io, fds, report_close, sweep, track_fd
-from .handlers import file_id_of, fill_call, io_miss, report_io, slow_path
+from .fdcache import (SWEEP_EXEC, SWEEP_EXIT, count_io, fds, file_id_of, report_close, sweep,
+                      track_fd)
+from .handlers import fill_call, io_miss, report_io, slow_path
 from .records import OP_CLOSE, FdKey
 from .settings import followed, op_wanted, process_filtered_out, reported, settings
 from .syscalls import CL_NONE, CL_WRITE, CLOSE_NR, MAX_SYSCALLS, Regs
@@ -169,5 +170,5 @@ PROGRAMS = (sniff_sys_exit, sniff_close, sniff_exec, sniff_proc_exit, sniff_fork
 #: Every module the programs' code comes from: where the build cache finds
 #: their maps and subprograms by name, and whose folders' sources it hashes
 #: (this package, and programs/ for lib_paths).
-SOURCE_MODULES = (sys.modules[__name__], handlers, fdcache, emit, walk, settings_module,
+SOURCE_MODULES = (sys.modules[__name__], handlers, copies, fdcache, emit, walk, settings_module,
                   syscalls, lib_paths)

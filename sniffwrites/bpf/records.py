@@ -7,7 +7,9 @@ bytes of ring, not a path. Strings that belong to one operation (the path
 an open was given, the names of a rename or unlink) come as :class:`Text`
 records just before its :class:`Io` record, from the same thread.
 :class:`Agg` carries the counts ``--aggregate`` keeps in the kernel for one
-open file; it is also the close event.
+open file; it is also the close event. A copy, splice or space change is
+an :class:`IoExtent`: its Io (kind ``REC_EXTENT``) and an :class:`Extent`
+(where in the file, the other end of a copy).
 
 The kernel programs store to these declarations' field offsets; userspace
 decodes with views derived from the same declarations
@@ -19,12 +21,14 @@ from pybpf.dsl import Struct, char, s32, s64, u8, u16, u32, u64
 from pybpf.programs.lib_paths import PATH_BUF, PATH_MAX
 
 # kind, the first byte of every record
-REC_IO, REC_FILE, REC_TEXT, REC_AGG = 1, 2, 3, 4
+REC_IO, REC_FILE, REC_TEXT, REC_AGG, REC_EXTENT = 1, 2, 3, 4, 5
 
 # Io.op / Agg (the operations, in the kernel's numbering)
-OP_OPEN, OP_READ, OP_WRITE, OP_CLOSE, OP_TRUNCATE, OP_RENAME, OP_UNLINK, OP_DUP = range(1, 9)
+(OP_OPEN, OP_READ, OP_WRITE, OP_CLOSE, OP_TRUNCATE, OP_RENAME, OP_UNLINK, OP_DUP,
+ OP_FALLOCATE) = range(1, 10)
 OP_NAMES = {OP_OPEN: "open", OP_READ: "read", OP_WRITE: "write", OP_CLOSE: "close",
-            OP_TRUNCATE: "truncate", OP_RENAME: "rename", OP_UNLINK: "unlink", OP_DUP: "dup"}
+            OP_TRUNCATE: "truncate", OP_RENAME: "rename", OP_UNLINK: "unlink", OP_DUP: "dup",
+            OP_FALLOCATE: "fallocate"}
 
 # Io.flags and Agg.flags
 IO_IMPLICIT = 1     # a close nobody called: dup2/dup3 over the fd, close_range, exec, exit
@@ -74,6 +78,21 @@ class Io(Struct):
     syscall: u32        # the syscall number
     cap_len: u32        # bytes of captured data after the record
     comm: char[16]
+
+
+class Extent(Struct):
+    """What an :class:`IoExtent` adds to its Io: where in the file, and the
+    other end of a copy."""
+    peer_id: u64        # copies: FileRec.file_id of the other end (0: none)
+    offset: s64         # the offset given (-1: the file position was used)
+    length: u64         # fallocate: the length of the range
+    mode: u64           # fallocate: its FALLOC_FL_* mode flags
+
+
+class IoExtent(Struct):
+    """A copy or splice end (op read or write) or a fallocate (112 bytes)."""
+    io: Io              # io.kind is REC_EXTENT
+    extent: Extent
 
 
 class IoCapture(Struct):

@@ -19,7 +19,7 @@ from pybpf.programs.lib_paths import kaddr
 # Syscall classes: how to read a syscall's arguments (settings.syscalls[nr]).
 (CL_NONE, CL_READ, CL_WRITE, CL_OPEN, CL_OPENAT, CL_OPENAT2, CL_DUP, CL_DUP2, CL_FCNTL,
  CL_CLOSE_RANGE, CL_FTRUNCATE, CL_TRUNCATE, CL_UNLINK, CL_UNLINKAT, CL_RENAME,
- CL_RENAMEAT) = range(16)
+ CL_RENAMEAT, CL_COPY, CL_SENDFILE, CL_FALLOCATE) = range(19)
 
 #: Syscall name -> class, for the architectures we know. Absent names do not
 #: exist there (aarch64 has no open, creat, dup2, rename or unlink).
@@ -34,6 +34,8 @@ SYSCALL_CLASSES = {
     "ftruncate": CL_FTRUNCATE, "truncate": CL_TRUNCATE,
     "unlink": CL_UNLINK, "rmdir": CL_UNLINK, "unlinkat": CL_UNLINKAT,
     "rename": CL_RENAME, "renameat": CL_RENAMEAT, "renameat2": CL_RENAMEAT,
+    "copy_file_range": CL_COPY, "splice": CL_COPY, "sendfile": CL_SENDFILE,
+    "fallocate": CL_FALLOCATE,
 }
 
 #: Syscall numbers (arch/x86/entry/syscalls/syscall_64.tbl and the generic
@@ -41,14 +43,16 @@ SYSCALL_CLASSES = {
 SYSCALL_NUMBERS = {
     "x86_64": {"read": 0, "write": 1, "open": 2, "close": 3, "pread64": 17, "pwrite64": 18,
                "readv": 19, "writev": 20, "dup": 32, "dup2": 33, "fcntl": 72, "truncate": 76,
-               "ftruncate": 77, "rename": 82, "rmdir": 84, "creat": 85, "unlink": 87,
-               "openat": 257, "unlinkat": 263, "renameat": 264, "dup3": 292, "preadv": 295,
-               "pwritev": 296, "renameat2": 316, "preadv2": 327, "pwritev2": 328,
+               "ftruncate": 77, "sendfile": 40, "rename": 82, "rmdir": 84, "creat": 85, "unlink": 87,
+               "openat": 257, "unlinkat": 263, "renameat": 264, "splice": 275, "fallocate": 285,
+               "dup3": 292, "preadv": 295, "pwritev": 296, "renameat2": 316,
+               "copy_file_range": 326, "preadv2": 327, "pwritev2": 328,
                "close_range": 436, "openat2": 437},
     "aarch64": {"dup": 23, "dup3": 24, "fcntl": 25, "unlinkat": 35, "renameat": 38,
-                "truncate": 45, "ftruncate": 46, "openat": 56, "close": 57, "read": 63,
+                "truncate": 45, "ftruncate": 46, "fallocate": 47, "openat": 56, "close": 57, "read": 63,
                 "write": 64, "readv": 65, "writev": 66, "pread64": 67, "pwrite64": 68,
-                "preadv": 69, "pwritev": 70, "renameat2": 276, "preadv2": 286, "pwritev2": 287,
+                "preadv": 69, "pwritev": 70, "sendfile": 71, "splice": 76,
+                "renameat2": 276, "copy_file_range": 285, "preadv2": 286, "pwritev2": 287,
                 "close_range": 436, "openat2": 437},
 }
 #: Where each syscall argument and the syscall number are in ``struct pt_regs``.

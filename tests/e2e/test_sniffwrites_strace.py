@@ -38,10 +38,15 @@ OPS = {
     "pwritev2": "write",
     "close": "close", "ftruncate": "truncate", "truncate": "truncate",
     "rename": "rename", "renameat": "rename", "renameat2": "rename",
-    "unlink": "unlink", "unlinkat": "unlink", "rmdir": "unlink",
+    "unlink": "unlink", "unlinkat": "unlink", "rmdir": "unlink", "fallocate": "fallocate",
 }
+#: copies: strace syscall name -> (index of the source, of the destination) among its fd args
+COPIES = {"copy_file_range": (0, 1), "splice": (0, 1), "sendfile": (1, 0)}
+#: operations whose events carry a byte count (fallocate: its length)
+COUNTED = ("read", "write", "fallocate")
 LINE = re.compile(r"^(\d+) +(\w+)\((.*)\) += (-?\d+)(?:<(.*)>)?(?: \w+ \(.*\))?$")
 FD_ARG = re.compile(r"^(-?\d+)<([^>]*)>")
+FD_ARGS = re.compile(r"(?:^|, )(\d+)<([^>]*)>")
 STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
 
 
@@ -99,6 +104,13 @@ def strace_events(text, watched, cwd):
         if name == "chdir" and ret == 0:
             cwds[pid] = os.path.join(cwds.get(pid, cwd), STRING.search(args).group(1))
             continue
+        if name in COPIES and ret >= 0:
+            ends = FD_ARGS.findall(args)
+            source, target = (ends[i] for i in COPIES[name])
+            for (fd, path), op in ((target, "write"), (source, "read")):
+                if path == watched or path.startswith(watched + "/"):
+                    events.append((pid, op, int(fd), path, ret))
+            continue
         op = OPS.get(name)
         if op is None or ret < 0:
             continue
@@ -118,6 +130,8 @@ def strace_events(text, watched, cwd):
         if not (path == watched or path.startswith(watched + "/")):
             continue
         moved = ret if op in ("read", "write") else None
+        if op == "fallocate":
+            moved = int(args.rsplit(",", 1)[1])
         events.append((pid, op, fd, path, moved))
     assert started, "no start marker in strace's output"
     return events
@@ -127,8 +141,13 @@ def strace_events(text, watched, cwd):
 def traced_run(tmp_path_factory, request):
     """One traced workload per way the monitor can be built: with
     ``bpf_loop`` where this kernel has it, and with bounded loops."""
-    base = tmp_path_factory.mktemp("sniffwrites-strace")
-    bounded = request.param == "bounded"
+    return run_traced(tmp_path_factory.mktemp("sniffwrites-strace"), WORKLOAD,
+                      request.param == "bounded")
+
+
+def run_traced(base, workload_path, bounded=False):
+    """``workload_path WATCHED OUTSIDE`` under ``strace -f -y`` while the
+    monitor watches ``base/watched``: what each saw."""
     watched = str(base / "watched")
     outside = str(base / "outside")
     os.makedirs(watched)
@@ -138,7 +157,7 @@ def traced_run(tmp_path_factory, request):
     ready = str(base / "ready")
     workload = subprocess.Popen(
         ["strace", "-f", "-y", "-qq", "-s", "64", "-e", "trace=%file,%desc", "-o", trace,
-         sys.executable, WORKLOAD, watched, outside],
+         sys.executable, workload_path, watched, outside],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=str(base))
     monitor = None
     try:
@@ -171,8 +190,7 @@ def traced_run(tmp_path_factory, request):
 
 def observed(run):
     pids = {e[0] for e in run["expected"]}
-    return [(r["pid"], r["op"], r["fd"], r["path"], r["bytes"] if r["op"] in ("read", "write")
-             else None)
+    return [(r["pid"], r["op"], r["fd"], r["path"], r["bytes"] if r["op"] in COUNTED else None)
             for r in run["records"]
             if r["type"] == "event" and r["pid"] in pids and not r.get("implicit")]
 

@@ -21,6 +21,17 @@ class OpenHow(ctypes.Structure):
                 ("resolve", ctypes.c_uint64)]
 
 
+def ready_then_go(watched: str) -> None:
+    """Print ``ready``, wait for a line on stdin (the monitor is attached),
+    then ``stat(WATCHED/.go)``: strace's start marker."""
+    print("ready", flush=True)
+    sys.stdin.readline()
+    try:
+        os.stat(os.path.join(watched, ".go"))
+    except FileNotFoundError:
+        pass
+
+
 def main(watched: str, outside: str) -> None:
     sub = os.path.join(watched, "sub")
     os.makedirs(sub, exist_ok=True)
@@ -37,12 +48,7 @@ def main(watched: str, outside: str) -> None:
             os.symlink(target, path)
     pre = os.open(os.path.join(watched, "pre.txt"), os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
 
-    print("ready", flush=True)
-    sys.stdin.readline()
-    try:
-        os.stat(os.path.join(watched, ".go"))
-    except FileNotFoundError:
-        pass
+    ready_then_go(watched)
 
     # an fd opened before the monitor started
     os.write(pre, b"before")
