@@ -2,8 +2,8 @@
 what to do (run as root / grant CAP_BPF), not with a traceback.
 
 The child runs as nobody (uid 65534) with every capability dropped, through
-util-linux ``setpriv``. It gets its own copy of the package in a directory
-everyone can read, and the first Python interpreter nobody may execute (the
+util-linux ``setpriv``. It gets its own copy of the package (and of
+``construct``) in a directory everyone can read, and the first Python interpreter nobody may execute (the
 test's own may live under /root).
 """
 
@@ -47,8 +47,12 @@ def world_readable_package():
     top = tempfile.mkdtemp(prefix="pybpf-unpriv-")
     try:
         os.chmod(top, 0o755)
-        shutil.copytree(os.path.join(REPO, "pybpf"), os.path.join(top, "pybpf"),
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        # the package and its pure-Python dependency: the interpreter nobody
+        # may run (the system's) need not have construct installed
+        import construct
+        for source in (os.path.join(REPO, "pybpf"), os.path.dirname(construct.__file__)):
+            shutil.copytree(source, os.path.join(top, os.path.basename(source)),
+                            ignore=shutil.ignore_patterns("__pycache__"))
         for root, dirs, files in os.walk(top):
             for name in dirs:
                 os.chmod(os.path.join(root, name), 0o755)
