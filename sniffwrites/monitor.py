@@ -38,7 +38,7 @@ from .bpf.syscalls import syscall_names, syscall_table
 from .bpf.walk import watched
 from .config import Config
 from .events import OPERATIONS, Aggregate
-from .losses import LossAccount
+from .losses import LossAccount, balance_text
 from .output import Formatter
 from .pipeline import Pipeline
 from .sink import OutputClosed, Sink
@@ -314,6 +314,7 @@ class Monitor:
                 counts[op if op == "aggregate" else "op_" + op] = ops[op]
         counts.update(self.losses.totals())
         counts["unresolved_files"] = pipeline.table.unresolved
+        counts.update(self.losses.balance(pipeline.received))
         return counts
 
     def write_summary(self) -> None:
@@ -333,6 +334,7 @@ class Monitor:
         parts += ["%s %d" % (key.replace("_", " "), n) for key, n in counts.items()
                   if n and key in ("walk_failed", "sweep_incomplete", "aggregate_untracked",
                                    "unresolved_files")]
+        parts.append(balance_text(counts))
         self.log("; ".join(parts))
 
     # -- tear down ------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from collections import Counter
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .bpf.records import (FILE_DIRECTORY, FILE_UNCACHED, FILE_WATCHED, IO_CAPTURE, IO_IMPLICIT,
-                          IO_PATH_OP, OP_CLOSE, OP_DUP, OP_NAMES, OP_OPEN, OP_READ, OP_RENAME,
+                          IO_PATH_OP, KIND_NAMES, OP_CLOSE, OP_DUP, OP_NAMES, OP_OPEN, OP_READ, OP_RENAME,
                           OP_TRUNCATE, OP_WRITE, REC_AGG, REC_FILE, REC_IO, REC_TEXT, TEXT_GIVEN,
                           TEXT_NAME, TEXT_NEW_NAME)
 from .config import Config
@@ -50,6 +50,7 @@ class Pipeline:
         self.records = 0                       # records handled
         self.dropped_outside = 0               # path operations that ended outside the dirs
         self.unknown_kind = 0
+        self._kinds: Counter = Counter()       # records received by kind, but Io (see received)
         #: open watched files: (pid, fd) -> file id (for --aggregate snapshots)
         self.open_files: Dict[Tuple[int, int], int] = {}
         self._ops: Counter = Counter()         # events reported, by operation (slow path)
@@ -83,15 +84,28 @@ class Pipeline:
                         continue
                 self._io(io_view(buffer, at), buffer, at, lines)
             elif kind == REC_FILE:
+                self._kinds[kind] += 1
                 self._file(file_view(buffer, at))
             elif kind == REC_TEXT:
+                self._kinds[kind] += 1
                 self.names.add(text_view(buffer, at))
             elif kind == REC_AGG:
+                self._kinds[kind] += 1
                 self._agg(agg_view(buffer, at), lines)
             else:
                 self.unknown_kind += 1
         if lines:
             self.write(lines)
+
+    @property
+    def received(self) -> Dict[str, int]:
+        """Records handled, by kind name (Io records are the rest: the hot
+        path does not stop to count them); ``unknown`` for kinds not declared."""
+        counts = {KIND_NAMES[kind]: n for kind, n in self._kinds.items()}
+        counts[KIND_NAMES[REC_IO]] = self.records - sum(self._kinds.values()) - self.unknown_kind
+        if self.unknown_kind:
+            counts["unknown"] = self.unknown_kind
+        return counts
 
     def feed(self, views: List[Any]) -> None:
         """Handle records given as separate buffers (tests, replay)."""
