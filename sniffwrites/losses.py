@@ -66,6 +66,18 @@ class LossAccount:
             pass
         self._reader = self._counters = None
 
+    def state(self) -> Dict[str, Any]:
+        """The values as last read (``record`` writes them at its end)."""
+        return {"ring": self._ring, "counters": dict(self._fields)}
+
+    @classmethod
+    def restored(cls, state: Dict[str, Any]) -> "LossAccount":
+        """A detached account holding a :meth:`state` (``report`` reads it back)."""
+        account = cls()
+        account._ring = state["ring"]
+        account._fields.update(state["counters"])
+        return account
+
     def counter(self, name: str) -> int:
         """A Counters field, as last read."""
         return self._fields[name]

@@ -40,7 +40,10 @@ class Pipeline:
     """The handler of the ring reader: records in, lines out through ``write``."""
 
     def __init__(self, cfg: Config, formatter: Formatter, write: Write,
-                 syscall_names: Optional[Dict[int, str]] = None):
+                 syscall_names: Optional[Dict[int, str]] = None,
+                 wanted: Optional[Callable[[Any], bool]] = None):
+        """``wanted``: a filter of events and aggregates after the kernel's
+        (``report``'s filters); only what it keeps is formatted and counted."""
         self.cfg = cfg
         self.fmt = formatter
         self.write = write
@@ -57,7 +60,8 @@ class Pipeline:
         self._comms: Dict[bytes, bytes] = {}
         #: the hot path: (Io bytes but time and result) -> [line template, op, count]
         self._hot: Dict[Tuple[bytes, bytes], list] = {}
-        self._hot_ok = formatter.fmt == "json" and not cfg.debug
+        self._wanted = wanted
+        self._hot_ok = formatter.fmt == "json" and not cfg.debug and wanted is None
         self._on_event: Optional[Callable[[Any], None]] = None
 
     # -- the reader's handler -------------------------------------------------------------
@@ -127,6 +131,8 @@ class Pipeline:
             self._fold_hot()
 
     def _report(self, event: Event, lines: List[str]) -> None:
+        if self._wanted is not None and not self._wanted(event):
+            return
         self._ops[event.op] += 1
         lines.append(self.fmt.event(event))
         if self._on_event is not None:
@@ -256,6 +262,8 @@ class Pipeline:
         self.open_files.pop((agg.pid, agg.fd), None)
 
     def _aggregate(self, agg: Aggregate, lines: List[str]) -> None:
+        if self._wanted is not None and not self._wanted(agg):
+            return
         self._ops["aggregate"] += 1
         lines.append(self.fmt.aggregate(agg))
         if self._on_event is not None:
