@@ -37,6 +37,7 @@ from .bpf.settings import followed
 from .bpf.syscalls import syscall_names, syscall_table
 from .bpf.walk import watched
 from .config import Config
+from .events import Lost
 from .losses import LossAccount
 from .output import Formatter
 from .pipeline import Pipeline
@@ -222,7 +223,7 @@ class Monitor:
         """What the output starts with (the table's header)."""
         header = self.formatter.header()
         if header:
-            self.sink.write_lines([header])
+            self._write([header])
 
     def tick(self) -> None:
         """Once per interval: losses and aggregate snapshots; flush."""
@@ -259,7 +260,11 @@ class Monitor:
     def _report_losses(self) -> None:
         lost = self.losses.notice(time.monotonic_ns())
         if lost is not None:
-            self._write([self.formatter.lost(lost)])
+            self.write_lost(lost)
+
+    def write_lost(self, lost: Lost) -> None:
+        """A loss notice, in the stream."""
+        self._write([self.formatter.lost(lost)])
 
     def _purge_after_cut_sweeps(self) -> None:
         """A sweep cut short (``sweep_incomplete``: past MAX_SWEEP_BOUNDED fds

@@ -37,6 +37,7 @@ from .bpf.fdcache import fds as fd_cache
 from .bpf.records import KIND_NAMES, REC_FILE, FileRec
 from .bpf.syscalls import syscall_names
 from .config import Config
+from .events import Lost
 from .losses import balance_text
 from .monitor import Monitor
 from .recfile import END, FILE, LOST, RING, SNAP, Writer, config_fields, ring_stretches
@@ -191,11 +192,9 @@ class Recorder(Monitor):
         if fds is not None:
             self.file.prune(lambda: {value.file_id for value in fds.values()})
 
-    def _report_losses(self) -> None:
-        lost = self.losses.notice(time.monotonic_ns())
-        if lost is not None:
-            self.file.json(LOST, {"ts_ns": lost.ts_ns, "ring": lost.ring,
-                                  "map_full": lost.map_full})
+    def write_lost(self, lost: Lost) -> None:
+        """A loss notice, in line."""
+        self.file.json(LOST, lost._asdict())
 
     def _snapshot(self) -> None:
         """--aggregate: what a snapshot needs of the fd cache, for report to take it."""

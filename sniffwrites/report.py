@@ -100,8 +100,7 @@ def _replay(reader: RecordingReader, cfg: Config, formatter: Formatter, filters:
                 raise RecordingError(reader.path, frame.offset,
                                      "corrupt %s frame (%s)" % (frame.tag.decode(), problem))
         elif frame.tag == LOST:
-            p = frame.payload
-            sink.write_lines([formatter.lost(Lost(p["ts_ns"], p["ring"], p["map_full"]))])
+            sink.write_lines([formatter.lost(Lost(**frame.payload))])
         elif frame.tag == SNAP:
             entries = {(e[0], e[1]): (e[2], tuple(e[3:])) for e in frame.payload["entries"]}
             comms = frame.payload["comms"]
