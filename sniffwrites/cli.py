@@ -265,7 +265,7 @@ def record(output, max_size, **options):
 def report(recording, fmt, operations, comm, pid, dirs, output):
     """Print a recording as monitor would have printed it."""
     from .config import parse_operations
-    from .recfile import RecordingError, RecordingReader
+    from .recfile import RecordingError
     from .report import Filters, report as print_report
     try:
         filters = Filters(parse_operations(",".join(operations)) if operations else frozenset(),
@@ -274,8 +274,6 @@ def report(recording, fmt, operations, comm, pid, dirs, output):
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
     try:
-        if fmt is None:
-            fmt = RecordingReader.open(recording).header["options"]["fmt"]
         print_report(recording, fmt, filters, output,
                      lambda message: click.echo("sniffwrites: " + message, err=True))
     except RecordingError as exc:

@@ -175,11 +175,6 @@ class RecordingReader:
                                  % (self.header.get("version"), VERSION))
         self._start = first[1]
 
-    @classmethod
-    def open(cls, path: str) -> "RecordingReader":
-        with open(path, "rb") as f:
-            return cls(path, f.read())
-
     def _next(self, at: int) -> Optional[Tuple[Frame, int]]:
         """The frame at ``at`` and the offset after it; None when the file
         ends inside it (or at it). Corrupt frames raise."""

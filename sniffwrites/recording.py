@@ -73,11 +73,12 @@ class RecordFile:
         self.path = path
         self._header: Callable[[], Dict[str, Any]] = dict
         self.carry: Callable[[Dict[int, bytes]], List[bytes]] = lambda kept: []
-        self.received = dict.fromkeys(KIND_NAMES.values(), 0)
+        self.received = dict.fromkeys(KIND_NAMES.values(), 0)     # records, by kind name
         self.records = 0
         self.bytes_total = 0            # over every file of this run
         self._kept: Dict[int, bytes] = {}
-        self.writer = Writer(io.BytesIO())
+        self._prune_at = KEEP_FILES_MIN
+        self.writer = Writer(io.BytesIO())      # until start()
 
     def start(self, header: Callable[[], Dict[str, Any]]) -> None:
         """Open the file (refusing what another user could redirect) and write the header."""
@@ -124,10 +125,13 @@ class RecordFile:
 
     def prune(self, live: Callable[[], set]) -> None:
         """Forget the FileRecs of files no fd holds any more (``live``: the
-        file ids in the fd cache), once they are many."""
-        if len(self._kept) >= KEEP_FILES_MIN:
+        file ids in the fd cache), once they are many: twice as many as
+        after the last pruning, so that many open files do not make every
+        interval walk the cache."""
+        if len(self._kept) >= self._prune_at:
             ids = live()
             self._kept = {i: rec for i, rec in self._kept.items() if i in ids}
+            self._prune_at = max(KEEP_FILES_MIN, 2 * len(self._kept))
 
     def json(self, tag: bytes, value: Any) -> None:
         self.writer.json(tag, value)

@@ -58,10 +58,10 @@ class Filters(NamedTuple):
         return wanted
 
 
-def report(path: str, fmt: str, filters: Filters, output: Optional[str],
+def report(path: str, fmt: Optional[str], filters: Filters, output: Optional[str],
            log: Callable[[str], None]) -> None:
-    """Print the recording at ``path`` in ``fmt`` to ``output`` (or
-    stdout). Raises :class:`RecordingError` for a file that cannot be read,
+    """Print the recording at ``path`` in ``fmt`` (None: the recorded
+    one) to ``output`` (or stdout). The file is mapped, not read in. Raises :class:`RecordingError` for a file that cannot be read,
     after printing what came before the bad frame; a file cut short (no
     end) is printed up to its last whole record, then raises too."""
     with open(path, "rb") as f:
@@ -69,6 +69,7 @@ def report(path: str, fmt: str, filters: Filters, output: Optional[str],
         data = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) if size else b""
     reader = RecordingReader(path, data)
     header = reader.header
+    fmt = fmt or header["options"]["fmt"]
     cfg: Config = config_from_fields(header["options"], fmt=fmt)
     formatter = Formatter(fmt, verbose=cfg.verbose or cfg.debug,
                           boot_to_wall_ns=header["boot_to_wall_ns"])
