@@ -4,6 +4,8 @@
     sniffwrites monitor -d . -f table -o write
     sniffwrites monitor -d /srv -f json --output events.jsonl --aggregate
     sniffwrites top -d /srv                           # live view, sorted by bytes
+    sniffwrites record -d /srv -o srv.rec --max-size 1000000000   # raw, for later
+    sniffwrites report srv.rec -f json -o write       # what monitor would have printed
 
 Errors are one line on stderr and a non-zero exit: 1 for what the system
 refuses (privileges, kernel features), 2 for bad usage (a directory that
