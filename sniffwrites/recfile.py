@@ -30,7 +30,8 @@ import struct
 import zlib
 from typing import Any, BinaryIO, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
-from pybpf.kernel.ringbuf import BPF_RINGBUF_HDR_SZ, walk_ringbuf
+from pybpf.kernel.ringbuf import (BPF_RINGBUF_BUSY_BIT, BPF_RINGBUF_DISCARD_BIT,
+                                  BPF_RINGBUF_HDR_SZ, walk_ringbuf)
 
 from .bpf.records import KIND_NAMES, Agg, Counters, FileRec, Io, Text
 from .config import Config, WatchedDir
@@ -42,8 +43,8 @@ FRAME = struct.Struct("<4sII")
 HEAD, RING, FILE, LOST, SNAP, END = b"HEAD", b"RING", b"FILE", b"LOST", b"SNAP", b"END "
 TAGS = (HEAD, RING, FILE, LOST, SNAP, END)
 _JSON_TAGS = (HEAD, LOST, SNAP, END)
-_RING_HEADER = struct.Struct("<I")
-_LENGTH_MASK = 0x3FFFFFFF      # the ring header's length, without the busy and discard bits
+_RING_HEADER = struct.Struct("<I")     # a ring record's length and flags
+_LENGTH_MASK = ~(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT) & 0xFFFFFFFF
 #: The declarations whose layouts a header describes.
 LAYOUTS = (Io, FileRec, Text, Agg, Counters)
 
