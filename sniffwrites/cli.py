@@ -4,6 +4,8 @@
     sniffwrites monitor -d . -f table -o write
     sniffwrites monitor -d /srv -f json --output events.jsonl --aggregate
     sniffwrites top -d /srv                           # live view, sorted by bytes
+    sniffwrites record -d /srv -o srv.rec --max-size 1000000000   # raw, for later
+    sniffwrites report srv.rec -f json -o write       # what monitor would have printed
 
 Errors are one line on stderr and a non-zero exit: 1 for what the system
 refuses (privileges, kernel features), 2 for bad usage (a directory that
@@ -100,17 +102,18 @@ def make_config(**options: Any) -> Config:
     return cfg
 
 
-def run_monitor(cfg: Config, monitor_factory=None) -> int:
-    """Start a monitor, run it until stopped, and exit cleanly."""
+def run_monitor(cfg: Config, monitor_factory=None, sink: bool = True) -> int:
+    """Start a monitor, run it until stopped, and exit cleanly. ``sink``:
+    open the output for it (``record`` opens its own file)."""
     if not has_privileges():
         fail(PRIVILEGE_MESSAGE)
     from .monitor import Monitor
     from .sink import OutputClosed, Sink
     try:
-        sink = Sink(cfg.output)
+        monitor = (monitor_factory or Monitor)(cfg, Sink(cfg.output) if sink else None)
     except OSError as exc:
-        fail("cannot open %s: %s" % (cfg.output, exc.strerror), EXIT_USAGE)
-    monitor = (monitor_factory or Monitor)(cfg, sink)
+        fail("cannot open %s: %s" % (exc.filename or cfg.output, exc.strerror or exc),
+             EXIT_USAGE)
     try:
         # Signals first: the ready file is written as soon as the programs
         # are attached, and a Ctrl-C right then must still end in a drain
@@ -162,43 +165,58 @@ def main() -> None:
     unlink) with eBPF, filtered in the kernel."""
 
 
-@main.command()
-@common_options
-@click.option("-o", "--operation", "operations", multiple=True, metavar="OPS",
-              help="Operations to report: %s, all (comma-separated or repeated)."
-              % ", ".join(OPERATIONS))
-@click.option("-f", "--format", "fmt", type=click.Choice(["text", "table", "json"]),
-              default="text", show_default=True)
-@click.option("-v", "--verbose", is_flag=True, help="Open flags, syscall and path as given.")
-@click.option("--debug", is_flag=True,
-              help="Every event regardless of filters, with raw kernel details.")
-@click.option("--failed", is_flag=True, help="Also calls that failed (with their errno).")
-@click.option("--aggregate", is_flag=True,
-              help="Count reads/writes per open file in the kernel; one record per file "
-                   "at close and every interval.")
-@click.option("--interval", type=float, default=1.0, show_default=True,
-              help="Seconds between aggregate snapshots and loss notices.")
-@click.option("--capture", type=int, default=0, metavar="N",
-              help="Capture the first N bytes of each read/write (opt-in).")
-@click.option("--output", metavar="FILE", help="Write to FILE (mode 0600, reopened on SIGHUP).")
-@click.option("--ready-file", metavar="FILE", help="Write our pid to FILE once attached.")
-@click.option("--ring-size", type=int, default=1 << 24, show_default=True,
-              help="Ring buffer bytes (a power of two).")
-@click.option("--fd-cache-size", type=int, default=1 << 18, show_default=True,
-              help="Entries of the kernel's fd cache (one per open fd seen).")
-@click.option("--duration", type=float, default=0.0, help="Stop after this many seconds.")
-@click.option("--dump-bytecode", is_flag=True,
-              help="Print the annotated disassembly of the programs and exit.")
-def monitor(dirs, comm, pid, follow, cache_dir, operations, fmt, verbose, debug, failed,
-            aggregate, interval, capture, output, ready_file, ring_size, fd_cache_size, duration,
-            dump_bytecode):
-    """Report file operations as they happen."""
-    cfg = make_config(dirs=dirs, comm=comm, pid=pid, follow=follow, cache_dir=cache_dir,
-                      operations=",".join(operations) if operations else None, fmt=fmt,
-                      verbose=verbose, debug=debug, failed=failed, aggregate=aggregate,
-                      interval=interval, capture=capture, output=output,
-                      ready_file=ready_file, ring_size=ring_size, fd_cache_size=fd_cache_size,
-                      duration=duration)
+def monitor_options(record: bool):
+    """Every option of ``monitor``; ``record`` takes them all, but ``-o`` is
+    its recording (``--operation`` is then long only)."""
+    operation = ("--operation",) if record else ("-o", "--operation")
+    output = click.option("-o", "--output", metavar="FILE", required=True,
+                          help="The recording (mode 0600; SIGHUP starts a new one).") \
+        if record else click.option("--output", metavar="FILE",
+                                    help="Write to FILE (mode 0600, reopened on SIGHUP).")
+    decorators = [
+        common_options,
+        click.option(*operation, "operations", multiple=True, metavar="OPS",
+                     help="Operations to report: %s, all (comma-separated or repeated)."
+                     % ", ".join(OPERATIONS)),
+        click.option("-f", "--format", "fmt", type=click.Choice(["text", "table", "json"]),
+                     default="text", show_default=True,
+                     help="Output format%s." % (" (report's default)" if record else "")),
+        click.option("-v", "--verbose", is_flag=True,
+                     help="Open flags, syscall and path as given."),
+        click.option("--debug", is_flag=True,
+                     help="Every event regardless of filters, with raw kernel details."),
+        click.option("--failed", is_flag=True, help="Also calls that failed (with their errno)."),
+        click.option("--aggregate", is_flag=True,
+                     help="Count reads/writes per open file in the kernel; one record per "
+                          "file at close and every interval."),
+        click.option("--interval", type=float, default=1.0, show_default=True,
+                     help="Seconds between aggregate snapshots and loss notices."),
+        click.option("--capture", type=int, default=0, metavar="N",
+                     help="Capture the first N bytes of each read/write (opt-in)."),
+        output,
+        click.option("--ready-file", metavar="FILE", help="Write our pid to FILE once attached."),
+        click.option("--ring-size", type=int, default=1 << 24, show_default=True,
+                     help="Ring buffer bytes (a power of two)."),
+        click.option("--fd-cache-size", type=int, default=1 << 18, show_default=True,
+                     help="Entries of the kernel's fd cache (one per open fd seen)."),
+        click.option("--duration", type=float, default=0.0, help="Stop after this many seconds."),
+        click.option("--dump-bytecode", is_flag=True,
+                     help="Print the annotated disassembly of the programs and exit."),
+    ]
+
+    def apply(fn):
+        for decorator in reversed(decorators):
+            fn = decorator(fn)
+        return fn
+    return apply
+
+
+def monitor_config(options: dict) -> Config:
+    """The Config of ``monitor``'s (or ``record``'s) options; ``--dump-bytecode``
+    prints the programs and exits."""
+    dump_bytecode = options.pop("dump_bytecode")
+    operations = options.pop("operations")
+    cfg = make_config(operations=",".join(operations) if operations else None, **options)
     if dump_bytecode:
         from .monitor import dump_bytecode as dump
         try:
@@ -209,8 +227,61 @@ def monitor(dirs, comm, pid, follow, cache_dir, operations, fmt, verbose, debug,
             if os.environ.get("SNIFFWRITES_TRACEBACK"):
                 raise
             fail(explain(exc))
-        return
-    sys.exit(run_monitor(cfg))
+        sys.exit(0)
+    return cfg
+
+
+@main.command()
+@monitor_options(record=False)
+def monitor(**options):
+    """Report file operations as they happen."""
+    sys.exit(run_monitor(monitor_config(options)))
+
+
+@main.command()
+@monitor_options(record=True)
+@click.option("--max-size", type=int, default=0, metavar="BYTES",
+              help="Stop (drain and end the file) once the recording reaches BYTES; the "
+                   "drain may add up to the ring's size.")
+def record(output, max_size, **options):
+    """Record the kernel's records to a file, to report later (no loss to formatting)."""
+    from .recording import Recorder
+    cfg = monitor_config(dict(options, output=None))
+    if max_size < 0:
+        fail("--max-size must be a number of bytes", EXIT_USAGE)
+    sys.exit(run_monitor(cfg, lambda cfg, sink: Recorder(cfg, output, max_size),
+                         sink=False))
+
+
+@main.command()
+@click.argument("recording", metavar="FILE")
+@click.option("-f", "--format", "fmt", type=click.Choice(["text", "table", "json"]),
+              help="Output format (default: the one recorded).")
+@click.option("-o", "--operation", "operations", multiple=True, metavar="OPS",
+              help="Only these operations (comma-separated or repeated).")
+@click.option("-p", "--process", "comm", metavar="NAME", help="Only processes with this name.")
+@click.option("--pid", type=int, default=0, help="Only this process id.")
+@click.option("-d", "--dir", "dirs", multiple=True, metavar="DIR",
+              help="Only paths under DIR (repeatable).")
+@click.option("--output", metavar="FILE", help="Write to FILE (mode 0600) instead of stdout.")
+def report(recording, fmt, operations, comm, pid, dirs, output):
+    """Print a recording as monitor would have printed it."""
+    from .config import parse_operations
+    from .recfile import RecordingError
+    from .report import Filters, report as print_report
+    try:
+        filters = Filters(parse_operations(",".join(operations)) if operations else frozenset(),
+                          None if comm is None else os.fsencode(comm), pid,
+                          tuple(os.fsencode(os.path.abspath(d)) for d in dirs))
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    try:
+        print_report(recording, fmt, filters, output,
+                     lambda message: click.echo("sniffwrites: " + message, err=True))
+    except RecordingError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail("%s: %s" % (exc.filename or recording, exc.strerror or exc))
 
 
 @main.command()

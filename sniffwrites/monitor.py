@@ -37,11 +37,13 @@ from .bpf.settings import followed
 from .bpf.syscalls import syscall_names, syscall_table
 from .bpf.walk import watched
 from .config import Config
-from .events import OPERATIONS, Aggregate
+from .events import Lost
 from .losses import LossAccount
 from .output import Formatter
 from .pipeline import Pipeline
 from .sink import OutputClosed, Sink
+from .snapshots import Snapshots, comm_of_pid, counts_of
+from .summary import summary_counts, write_summary
 from .views import MIN_RECORD_SIZE
 
 #: Longest wait for records before looking at signals and timers.
@@ -125,7 +127,9 @@ class Monitor:
         self._reopen = False
         self.exit_reason = ""
         self.startup_seconds = 0.0
-        self._snapshots: Dict[Any, tuple] = {}
+        self._snapshots = Snapshots()
+        #: what the reader lends each batch to (``record`` lends it to its file)
+        self.handler = self.pipeline.handle
         self._cut_sweeps_seen = 0
 
     # -- set up ---------------------------------------------------------------------------
@@ -186,14 +190,12 @@ class Monitor:
     def run(self) -> None:
         """Read until asked to stop, then drain and write the summary."""
         cfg = self.cfg
-        header = self.formatter.header()
-        if header:
-            self.sink.write_lines([header])
+        self.begin()
         deadline = time.monotonic() + cfg.duration if cfg.duration else None
         interval = cfg.interval or 1.0
         next_tick = time.monotonic() + interval
         eager = self.sink.path is None
-        consume, handle = self.reader.consume, self.pipeline.handle
+        consume, handle = self.reader.consume, self.handler
         # What start-up made (the DSL, the programs, BTF) lives until exit:
         # keep it out of the collector's full passes, which would otherwise
         # pause the reader while the ring fills.
@@ -217,6 +219,12 @@ class Monitor:
             self.exit_reason = "output closed"
             self._detach()
 
+    def begin(self) -> None:
+        """What the output starts with (the table's header)."""
+        header = self.formatter.header()
+        if header:
+            self._write([header])
+
     def tick(self) -> None:
         """Once per interval: losses and aggregate snapshots; flush."""
         self._report_losses()
@@ -228,7 +236,7 @@ class Monitor:
     def finish(self) -> None:
         """Detach, drain the ring, report the last losses and the summary."""
         self._detach()
-        while self.reader.consume(self.pipeline.handle, min_size=MIN_RECORD_SIZE, timeout=0):
+        while self.reader.consume(self.handler, min_size=MIN_RECORD_SIZE, timeout=0):
             pass                                    # until a read brings nothing
         if self.cfg.aggregate:
             self._snapshot()
@@ -252,7 +260,11 @@ class Monitor:
     def _report_losses(self) -> None:
         lost = self.losses.notice(time.monotonic_ns())
         if lost is not None:
-            self._write([self.formatter.lost(lost)])
+            self.write_lost(lost)
+
+    def write_lost(self, lost: Lost) -> None:
+        """A loss notice, in the stream."""
+        self._write([self.formatter.lost(lost)])
 
     def _purge_after_cut_sweeps(self) -> None:
         """A sweep cut short (``sweep_incomplete``: past MAX_SWEEP_BOUNDED fds
@@ -278,62 +290,19 @@ class Monitor:
         if coll is None:
             return
         fds = coll.maps[fd_cache.name]
-        pipeline = self.pipeline
-        now = time.monotonic_ns()
-        for (pid, fd), file_id in list(pipeline.open_files.items()):
-            value = fds.get({"tgid": pid, "fd": fd})
-            if value is None or value.file_id != file_id:
-                continue
-            counts = (value.reads, value.read_bytes, value.writes, value.write_bytes)
-            if self._snapshots.get((pid, fd, file_id)) == counts:
-                continue
-            self._snapshots[(pid, fd, file_id)] = counts
-            info, _ = pipeline.table.lookup(file_id, pid, fd)
-            pipeline.report_aggregate(Aggregate(now, pid, pid, 0, 0, self._comm(pid), fd,
-                                                info.path, *counts, False, info.truncated))
-        live = set(pipeline.open_files.items())
-        for key in list(self._snapshots):
-            if ((key[0], key[1]), key[2]) not in live:
-                del self._snapshots[key]
 
-    def _comm(self, pid: int) -> bytes:
-        """A process's name for a snapshot (the kernel sent none)."""
-        try:
-            with open("/proc/%d/comm" % pid, "rb") as f:
-                return f.read().rstrip(b"\n")
-        except OSError:
-            return b"?"
+        def lookup(pid: int, fd: int) -> Any:
+            value = fds.get({"tgid": pid, "fd": fd})
+            return None if value is None else counts_of(value)
+        self._snapshots.take(self.pipeline, time.monotonic_ns(), lookup, comm_of_pid)
 
     def summary(self) -> Dict[str, int]:
-        pipeline = self.pipeline
-        ops = pipeline.ops
-        counts = {"events": sum(v for k, v in ops.items() if k != "aggregate")}
-        order = list(OPERATIONS) + sorted(set(ops) - set(OPERATIONS))
-        for op in order:
-            if ops.get(op):
-                counts[op if op == "aggregate" else "op_" + op] = ops[op]
-        counts.update(self.losses.totals())
-        counts["unresolved_files"] = pipeline.table.unresolved
-        return counts
+        return summary_counts(self.pipeline, self.losses)
 
     def write_summary(self) -> None:
         """JSON: a ``{"type": "summary"}`` record in the stream (every key,
         always). Text and table: one line on stderr."""
-        counts = self.summary()
-        if self.cfg.fmt == "json":
-            self._write([self.formatter.summary(counts)])
-            return
-        ops = ", ".join("%s %d" % (key[3:], n) for key, n in counts.items()
-                        if key.startswith("op_"))
-        parts = ["%d events%s" % (counts["events"], " (%s)" % ops if ops else "")]
-        if "aggregate" in counts:
-            parts.append("%d aggregate records" % counts["aggregate"])
-        parts.append("lost records %d, map full %d" % (counts["lost_records"],
-                                                       counts["map_full"]))
-        parts += ["%s %d" % (key.replace("_", " "), n) for key, n in counts.items()
-                  if n and key in ("walk_failed", "sweep_incomplete", "aggregate_untracked",
-                                   "unresolved_files")]
-        self.log("; ".join(parts))
+        write_summary(self.summary(), self.formatter, self._write, self.log)
 
     # -- tear down ------------------------------------------------------------------------
 

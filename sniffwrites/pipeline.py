@@ -22,8 +22,8 @@ from collections import Counter
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .bpf.records import (FILE_DIRECTORY, FILE_PSEUDO, FILE_UNCACHED, FILE_WATCHED, IO_CAPTURE,
-                          IO_IMPLICIT, IO_PATH_OP, OP_CLOSE, OP_DUP, OP_FALLOCATE, OP_NAMES,
-                          OP_OPEN, OP_READ, OP_RENAME, OP_TRUNCATE, OP_WRITE, REC_AGG,
+                          IO_IMPLICIT, IO_PATH_OP, KIND_NAMES, OP_CLOSE, OP_DUP, OP_FALLOCATE,
+                          OP_NAMES, OP_OPEN, OP_READ, OP_RENAME, OP_TRUNCATE, OP_WRITE, REC_AGG,
                           REC_EXTENT, REC_FILE, REC_IO, REC_TEXT, TEXT_GIVEN, TEXT_NAME,
                           TEXT_NEW_NAME)
 from .config import Config
@@ -42,7 +42,10 @@ class Pipeline:
     """The handler of the ring reader: records in, lines out through ``write``."""
 
     def __init__(self, cfg: Config, formatter: Formatter, write: Write,
-                 syscall_names: Optional[Dict[int, str]] = None):
+                 syscall_names: Optional[Dict[int, str]] = None,
+                 wanted: Optional[Callable[[Any], bool]] = None):
+        """``wanted``: a filter of events and aggregates after the kernel's
+        (``report``'s filters); only what it keeps is formatted and counted."""
         self.cfg = cfg
         self.fmt = formatter
         self.write = write
@@ -52,13 +55,15 @@ class Pipeline:
         self.records = 0                       # records handled
         self.dropped_outside = 0               # path operations that ended outside the dirs
         self.unknown_kind = 0
+        self._kinds: Counter = Counter()       # records received by kind, but Io (see received)
         #: open watched files: (pid, fd) -> file id (for --aggregate snapshots)
         self.open_files: Dict[Tuple[int, int], int] = {}
         self._ops: Counter = Counter()         # events reported, by operation (slow path)
         self._comms: Dict[bytes, bytes] = {}
         #: the hot path: (Io bytes but time and result) -> [line template, op, count]
         self._hot: Dict[Tuple[bytes, bytes], list] = {}
-        self._hot_ok = formatter.fmt == "json" and not cfg.debug
+        self._wanted = wanted
+        self._hot_ok = formatter.fmt == "json" and not cfg.debug and wanted is None
         self._on_event: Optional[Callable[[Any], None]] = None
 
     # -- the reader's handler -------------------------------------------------------------
@@ -85,17 +90,31 @@ class Pipeline:
                         continue
                 self._io(io_view(buffer, at), buffer, at, lines)
             elif kind == REC_FILE:
+                self._kinds[kind] += 1
                 self._file(file_view(buffer, at))
             elif kind == REC_TEXT:
+                self._kinds[kind] += 1
                 self.names.add(text_view(buffer, at))
             elif kind == REC_AGG:
+                self._kinds[kind] += 1
                 self._agg(agg_view(buffer, at), lines)
             elif kind == REC_EXTENT:
+                self._kinds[kind] += 1
                 self._extent(extent_view(buffer, at), lines)
             else:
                 self.unknown_kind += 1
         if lines:
             self.write(lines)
+
+    @property
+    def received(self) -> Dict[str, int]:
+        """Records handled, by kind name (Io records are the rest: the hot
+        path does not stop to count them); ``unknown`` for kinds not declared."""
+        counts = {KIND_NAMES[kind]: n for kind, n in self._kinds.items()}
+        counts[KIND_NAMES[REC_IO]] = self.records - sum(self._kinds.values()) - self.unknown_kind
+        if self.unknown_kind:
+            counts["unknown"] = self.unknown_kind
+        return counts
 
     def feed(self, views: List[Any]) -> None:
         """Handle records given as separate buffers (tests, replay)."""
@@ -117,6 +136,8 @@ class Pipeline:
             self._fold_hot()
 
     def _report(self, event: Event, lines: List[str]) -> None:
+        if self._wanted is not None and not self._wanted(event):
+            return
         self._ops[event.op] += 1
         lines.append(self.fmt.event(event))
         if self._on_event is not None:
@@ -274,6 +295,8 @@ class Pipeline:
         self.open_files.pop((agg.pid, agg.fd), None)
 
     def _aggregate(self, agg: Aggregate, lines: List[str]) -> None:
+        if self._wanted is not None and not self._wanted(agg):
+            return
         self._ops["aggregate"] += 1
         lines.append(self.fmt.aggregate(agg))
         if self._on_event is not None:

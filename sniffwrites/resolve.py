@@ -90,6 +90,8 @@ class FileTable:
         self.files: Dict[int, FileInfo] = {}
         self._refs: Dict[int, int] = {}
         self.unresolved = 0       # ids we never got a FileRec for (resolved via /proc, or not)
+        #: look unknown ids up in /proc (not when reporting a recording: not our processes)
+        self.proc_fallback = True
 
     def add(self, file_id: int, flags: int, dev: int, ino: int, magic: int, mode: int,
             watched: int, path: bytes) -> FileInfo:
@@ -128,7 +130,7 @@ class FileTable:
         if info is not None:
             return info, False
         self.unresolved += 1
-        path = proc_fd_path(pid, fd) if fd >= 0 else None
+        path = proc_fd_path(pid, fd) if fd >= 0 and self.proc_fallback else None
         info = FileInfo(path if path is not None else UNKNOWN, 0, 0, 0, 0, 0, 0)
         if path is not None and file_id:
             self.files[file_id] = info

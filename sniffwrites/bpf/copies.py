@@ -18,7 +18,7 @@ past the bytes moved: the offset given is that value less the result.
 
 from pybpf.dsl import Ptr, UserPtr, s64, subprogram, u8, u32, u64
 
-from .emit import events, fill_io
+from .emit import fill_io, reserve
 from .fdcache import count_io, fd_file, fds, file_id_of, name_fd
 from .records import OP_FALLOCATE, OP_READ, OP_WRITE, REC_EXTENT, FdKey, IoExtent
 from .settings import op_wanted, process_filtered_out, reported, settings
@@ -28,7 +28,7 @@ from .walk import scratch_box
 
 def emit_extent(p, op, fd, ret, file_id, nr, peer_id, offset, length, mode):
     """An IoExtent record."""
-    with events.reserve(IoExtent) as ev:
+    with reserve(p, IoExtent, REC_EXTENT) as ev:
         fill_io(p, ev.io, op, fd, ret, file_id, nr, 0)
         ev.io.kind = REC_EXTENT
         ev.extent.peer_id = peer_id

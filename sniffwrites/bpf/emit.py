@@ -4,15 +4,19 @@ Every record of :mod:`~sniffwrites.bpf.records` is made here: :func:`emit_io`
 and :func:`emit_agg` reserve and fill one, :func:`send_capture` adds the
 first bytes a read or write moved, :func:`read_text` / :func:`send_text`
 carry the names of an operation ahead of its Io record. Every record goes
-through the ``events`` declaration (``reserve`` or ``output``), so a full
-ring is counted in one place, its ``events_lost`` counter; :func:`count`
+through :func:`reserve` or :func:`output`, which count it by kind in
+``Counters.emitted_*`` before trying and in ``Counters.dropped_*`` (and the
+ring's own ``events_lost``) when the ring had no room: the exact account
+userspace checks at exit (received + dropped == emitted). :func:`count`
 bumps the other per-CPU counters (map full, walk failed, ...).
 """
 
+from contextlib import contextmanager
+
 from pybpf.dsl import PerCPUArray, RingBuf, UserPtr, s32, sizeof, u8, u32, u64
 
-from .records import (CAPTURE_MAX, IO_AUX_MEANINGS, IO_CAPTURE, OP_CLOSE, PATH_MAX, REC_AGG,
-                      REC_IO, REC_TEXT, TEXT_HEADER, Agg, Counters, Io, IoCapture, Text)
+from .records import (CAPTURE_MAX, IO_AUX_MEANINGS, IO_CAPTURE, KIND_NAMES, OP_CLOSE, PATH_MAX,
+                      REC_AGG, REC_IO, REC_TEXT, TEXT_HEADER, Agg, Counters, Io, IoCapture, Text)
 from .settings import settings
 from .syscalls import VECTORED, syscall_number
 from .walk import scratch_box
@@ -28,6 +32,33 @@ def count(p, field):
     c = counters.lookup(0)
     with p.if_(c):
         p.atomic_add(getattr(p.addr(c), field), 1)
+
+
+@contextmanager
+def reserve(p, record_type, kind):
+    """``with reserve(p, Io, REC_IO) as ev:``: ``events.reserve``, counting
+    the record of ``kind`` as emitted, and as dropped when the ring is full
+    (the block is then skipped). The block must not leave early."""
+    name = KIND_NAMES[kind]
+    count(p, "emitted_" + name)
+    sent = p.var(u8, 0)
+    with events.reserve(record_type) as ev:
+        yield ev
+        sent.set(1)
+    with p.if_(sent == 0):
+        count(p, "dropped_" + name)
+
+
+def output(p, kind, data, size):
+    """``bpf_ringbuf_output`` of ``size`` bytes of ``data``, a record of
+    ``kind``: counted as emitted, and when the ring is full as dropped
+    (by kind here, in total in the ring's ``events_lost``)."""
+    name = KIND_NAMES[kind]
+    count(p, "emitted_" + name)
+    result = p.helpers.ringbuf_output(events, data, size, 0)
+    with p.if_(result != 0):
+        events.lost.count(p)
+        count(p, "dropped_" + name)
 
 
 def parent_tgid(p):
@@ -78,13 +109,13 @@ def fill_io(p, ev, op, fd, ret, file_id, nr, flags, aux=0):
 
 def emit_io(p, op, fd, ret, file_id, nr, flags=0, **aux):
     """An Io record; ``aux`` names the value of ``Io.aux`` (see :func:`io_aux`)."""
-    with events.reserve(Io) as ev:
+    with reserve(p, Io, REC_IO) as ev:
         fill_io(p, ev, op, fd, ret, file_id, nr, flags, io_aux(op, aux))
 
 
 def emit_agg(p, info, fd, flags):
     """A closing file's Agg record: its close event and (--aggregate) its counts."""
-    with events.reserve(Agg) as ev:
+    with reserve(p, Agg, REC_AGG) as ev:
         fill_header(p, ev, REC_AGG, OP_CLOSE, fd, flags)
         ev.file_id = info.file_id
         ev.reads = info.reads
@@ -121,7 +152,7 @@ def send_capture(p, op, call, file_id):
         size.set(CAPTURE_MAX - 1)
     p.helpers.probe_read_user(c.data, size, UserPtr(buf))
     c.io.cap_len = size
-    events.output(c, sizeof(Io) + size)
+    output(p, REC_IO, c, sizeof(Io) + size)
 
 
 def read_text(p, slot, which, address):
@@ -149,7 +180,7 @@ def send_text(p, t):
     size = p.var(u32, u32(t.length))
     with p.if_(t.length < 0):
         size.set(0)
-    events.output(t, TEXT_HEADER + (size & (PATH_MAX - 1)) + 1)
+    output(p, REC_TEXT, t, TEXT_HEADER + (size & (PATH_MAX - 1)) + 1)
 
 
 def report_path_op(p, names, op, ret, file_id, nr, flags, aux):

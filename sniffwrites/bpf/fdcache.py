@@ -17,7 +17,7 @@ from pybpf.dsl import HashMap, KernelPtr, PerCPUArray, Struct, s32, s64, subprog
 from pybpf.dsl.kernel_types import kernel_has_helper
 from pybpf.programs.lib_paths import file_of_fd, kaddr, walks
 
-from .emit import count, emit_agg, events
+from .emit import count, emit_agg, output
 from .records import (FILE_DELETED, FILE_DIRECTORY, FILE_HEADER, FILE_PSEUDO, FILE_UNCACHED,
                       FILE_WATCHED, IO_IMPLICIT, OP_CLOSE, PATH_MAX, REC_FILE, FdInfo, FdKey,
                       ProcInfo)
@@ -190,7 +190,7 @@ def send_file(p, s, inode, file_id, flags, fd, open_flags):
         length = compose(p, s, rec)
         with p.if_((rec.nlink == 0) & ((rec.flags & FILE_PSEUDO) == 0)):
             rec.flags = rec.flags | FILE_DELETED
-        events.output(rec, FILE_HEADER + (length & (PATH_MAX - 1)) + 1)
+        output(p, REC_FILE, rec, FILE_HEADER + (length & (PATH_MAX - 1)) + 1)
 
 
 @subprogram

@@ -22,6 +22,9 @@ from pybpf.programs.lib_paths import PATH_BUF, PATH_MAX
 
 # kind, the first byte of every record
 REC_IO, REC_FILE, REC_TEXT, REC_AGG, REC_EXTENT = 1, 2, 3, 4, 5
+#: The kinds by name, as the ``emitted_*`` / ``dropped_*`` counters and the summary call them.
+KIND_NAMES = {REC_IO: "io", REC_FILE: "file", REC_TEXT: "text", REC_AGG: "aggregate",
+              REC_EXTENT: "extent"}
 
 # Io.op / Agg (the operations, in the kernel's numbering)
 (OP_OPEN, OP_READ, OP_WRITE, OP_CLOSE, OP_TRUNCATE, OP_RENAME, OP_UNLINK, OP_DUP,
@@ -186,14 +189,25 @@ class FdKey(Struct):
 
 
 class Counters(Struct):
-    """Per-CPU counts of what could not be done, for the loss report.
-    (Records the ring had no room for are counted by the ring's own
-    lost counter, ``events_lost``.)"""
+    """Per-CPU counts of what could not be done, for the loss report, and
+    of every record the programs sent or dropped, by kind (``emitted_*``,
+    ``dropped_*``: the exact account, ``received + dropped == emitted``;
+    the ring's own lost counter, ``events_lost``, is the total of drops)."""
     fd_map_full: u64            # fd cache inserts that failed: the file is walked again each time
     proc_map_full: u64          # per-process entries that could not be made (cleanup at exit)
     walk_failed: u64            # an fd that had no file when walked (closed under us)
     sweep_incomplete: u64       # an exit/exec/close_range sweep that hit its bound
     aggregate_untracked: u64    # --aggregate reads/writes not counted: no cache entry for the fd
+    emitted_io: u64             # records the programs tried to send, by kind (KIND_NAMES)
+    emitted_file: u64
+    emitted_text: u64
+    emitted_aggregate: u64
+    emitted_extent: u64
+    dropped_io: u64             # ... and those the ring had no room for
+    dropped_file: u64
+    dropped_text: u64
+    dropped_aggregate: u64
+    dropped_extent: u64
 
 
 class ProcInfo(Struct):

@@ -4,6 +4,7 @@ errors and clean exits, each against a small real workload."""
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import stat
@@ -379,20 +380,50 @@ def test_top_prints_a_table_per_interval_when_not_a_tty(tmp_path, watched):
 
 # --- loss is never silent -----------------------------------------------------------------
 
-def test_a_full_ring_is_counted_in_the_stream_and_the_summary(tmp_path, watched):
+# Opens, 1-byte writes and closes of 500 files, then 3000 quick opens and
+# closes: every kind of record (Text, FileRec, Io, Agg) in both modes, far
+# faster than a 4 KiB ring is drained (--aggregate sends no Io per write).
+BURST = ("import os, sys\n"
+         "for i in range(500):\n"
+         "    fd = os.open(os.path.join(sys.argv[1], 'f%d' % (i % 50)), os.O_WRONLY | os.O_CREAT)\n"
+         "    for _ in range(40):\n        os.write(fd, b'x')\n"
+         "    os.close(fd)\n"
+         "for i in range(3000):\n"
+         "    os.close(os.open(os.path.join(sys.argv[1], 'f%d' % (i % 50)), os.O_RDONLY))\n")
+
+
+@pytest.mark.parametrize("mode", [[], ["--aggregate"]], ids=["per-event", "aggregate"])
+def test_a_full_ring_is_counted_exactly_by_kind_in_the_stream_and_the_summary(
+        tmp_path, watched, mode):
     monitor = Running(tmp_path, "monitor", "-d", watched, "-f", "json", "--ring-size", 4096,
-                      "--interval", "0.2")
-    python("import os, sys\n"
-           "fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT)\n"
-           "for _ in range(20000):\n    os.write(fd, b'x')\n", watched / "burst")
-    time.sleep(0.5)
+                      "--interval", "0.2", *mode)
+    python(BURST, watched)
     assert monitor.stop() == 0
     records = monitor.records()
     lost = [r for r in records if r["type"] == "lost"]
     summary = records[-1]
     assert lost and sum(r["ring"] for r in lost) == summary["lost_records"] > 0
-    events = [r for r in records if r["type"] == "event"]
-    assert len(events) + summary["lost_records"] >= 20000
+    # The kernel's account: every record emitted was received or dropped.
+    assert summary["unaccounted"] == 0
+    assert summary["received"] + summary["dropped"] == summary["emitted"]
+    assert summary["dropped"] == summary["lost_records"]
+    for kind in ("io", "file", "text", "aggregate"):
+        assert summary["received_" + kind] + summary["dropped_" + kind] == \
+            summary["emitted_" + kind], kind
+    assert summary["emitted_file"] >= 50 and summary["emitted_aggregate"] >= 3500
+    if not mode:
+        writes = [r for r in records if r["type"] == "event" and r["op"] == "write"]
+        assert summary["emitted_io"] >= 20000 + 500
+        assert len(writes) <= summary["received_io"]
+    # The text summary says the same on stderr.
+    text = Running(tmp_path, "monitor", "-d", watched, "--ring-size", 4096, *mode)
+    python(BURST, watched)
+    assert text.stop() == 0
+    line = [l for l in text.stderr.splitlines() if "records emitted" in l][-1]
+    assert "UNACCOUNTED" not in line
+    emitted, received, dropped = map(int, re.search(
+        r"records emitted (\d+) = received (\d+) \+ dropped (\d+)", line).groups())
+    assert received + dropped == emitted and dropped > 0
 
 
 def test_a_full_fd_cache_is_counted_and_costs_walks_not_events(tmp_path, watched):

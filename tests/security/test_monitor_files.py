@@ -18,8 +18,8 @@ from kernel_objects import snapshot as kernel_snapshot  # noqa: E402
 EXIT_USAGE = 2
 
 
-def monitor(*args):
-    return subprocess.Popen([sys.executable, "-m", "sniffwrites.cli", "monitor"] + list(args),
+def monitor(*args, command="monitor"):
+    return subprocess.Popen([sys.executable, "-m", "sniffwrites.cli", command] + list(args),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -47,6 +47,15 @@ def test_output_through_a_planted_last_symlink_is_refused(shared, tmp_path, vict
     as_user(lambda: os.symlink(victim, path))
     one_line_refusal(monitor("-d", str(tmp_path), "--output", path), EXIT_USAGE,
                      "symlink events.json")
+    assert snapshot(victim) == before
+
+
+def test_a_recording_through_a_planted_last_symlink_is_refused(shared, tmp_path, victim):
+    before = snapshot(victim)
+    path = os.path.join(shared, "events.rec")
+    as_user(lambda: os.symlink(victim, path))
+    one_line_refusal(monitor("-d", str(tmp_path), "-o", path, command="record"), EXIT_USAGE,
+                     "symlink events.rec")
     assert snapshot(victim) == before
 
 

@@ -253,3 +253,42 @@ def test_the_json_hot_path_writes_what_the_formatter_writes(flags):
                   for n in (9, 0, 12345)])
     assert handler.lines == slow      # the first makes the template, the rest use it
     assert len(handler._hot) == 1 and handler.ops["read"] == 3
+
+
+# --- the exact account ----------------------------------------------------------------------
+
+class _Counters:
+    """The live ``counters`` map as LossAccount reads it: key 0, per CPU."""
+
+    def __init__(self, *per_cpu):
+        self.per_cpu = [dict(dict.fromkeys(records.Counters.layout.fields, 0), **c)
+                        for c in per_cpu]
+
+    def __getitem__(self, key):
+        return self.per_cpu
+
+
+def test_the_account_balances_by_kind_across_cpus_and_names_what_does_not():
+    from sniffwrites.losses import LossAccount, balance_text
+    account = LossAccount(counters=_Counters(
+        {"emitted_io": 7, "dropped_io": 2, "emitted_file": 1},
+        {"emitted_io": 3, "emitted_text": 2, "dropped_text": 1}))
+    account.refresh()
+    counts = account.balance({"io": 8, "file": 1, "text": 1})
+    assert (counts["emitted"], counts["received"], counts["dropped"]) == (13, 10, 3)
+    assert counts["unaccounted"] == 0 and counts["dropped_io"] == 2
+    assert balance_text(counts) == ("records emitted 13 = received 10 + dropped 3 "
+                                    "(io 8+2, file 1+0, text 1+1)")
+    short = account.balance({"io": 7, "file": 1, "text": 1, "unknown": 1})
+    assert short["unaccounted"] == 2 and balance_text(short).endswith("UNACCOUNTED 2")
+
+
+def test_the_pipeline_counts_what_it_received_by_kind():
+    cfg = Config.make(dirs=(), fmt="json")
+    pipeline = Pipeline(cfg, Formatter("json", boot_to_wall_ns=0), lambda lines: None)
+    io = bytearray(records.Io.layout.size)
+    io[0] = records.REC_IO
+    text = bytearray(records.Text.layout.size)
+    text[0] = records.REC_TEXT
+    pipeline.feed([text, io, bytes([99]) + bytes(80)])
+    assert pipeline.received == {"io": 1, "text": 1, "unknown": 1}
