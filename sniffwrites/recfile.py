@@ -33,7 +33,7 @@ from typing import Any, BinaryIO, Dict, Iterator, List, NamedTuple, Optional, Tu
 from pybpf.kernel.ringbuf import (BPF_RINGBUF_BUSY_BIT, BPF_RINGBUF_DISCARD_BIT,
                                   BPF_RINGBUF_HDR_SZ, walk_ringbuf)
 
-from .bpf.records import KIND_NAMES, Agg, Counters, FileRec, Io, Text
+from .bpf.records import KIND_NAMES, Agg, Counters, FileRec, Io, IoExtent, Text
 from .config import Config, WatchedDir
 
 MAGIC = b"SNIFFREC"
@@ -46,7 +46,7 @@ _JSON_TAGS = (HEAD, LOST, SNAP, END)
 _RING_HEADER = struct.Struct("<I")     # a ring record's length and flags
 _LENGTH_MASK = ~(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT) & 0xFFFFFFFF
 #: The declarations whose layouts a header describes.
-LAYOUTS = (Io, FileRec, Text, Agg, Counters)
+LAYOUTS = (Io, IoExtent, FileRec, Text, Agg, Counters)
 
 
 class RecordingError(ValueError):

@@ -64,7 +64,7 @@ def test_frames_round_trip_and_the_header_describes_the_records():
     assert reader.header["version"] == VERSION and reader.header["note"] == "test"
     assert reader.header["layouts"]["Io"]["size"] == 80
     assert reader.header["layouts"]["Io"]["fields"]["ts"][:2] == [24, 8]
-    assert reader.header["kinds"] == {"io": 1, "file": 2, "text": 3, "aggregate": 4}
+    assert reader.header["kinds"] == {"io": 1, "file": 2, "text": 3, "aggregate": 4, "extent": 5}
     frames = list(reader.frames())
     assert [f.tag for f in frames] == [RING, END] and reader.cut_at is None
     assert bytes(frames[0].payload) == b"\x01" * 16 and frames[1].payload == {"ring": 0}
