@@ -93,14 +93,18 @@ def test_not_root_is_one_line_and_exit_1():
     """As nobody, with every capability dropped (a copy of the packages
     nobody may read, and an interpreter nobody may run)."""
     import click
+    import construct
     if shutil.which("setpriv") is None:
         pytest.skip("util-linux setpriv is needed to drop privileges")
     base = tempfile.mkdtemp(prefix="sniffwrites-unpriv-")
     top = pathlib.Path(base)
-    for package in ("pybpf", "sniffwrites", os.path.dirname(click.__file__)):
-        source = package if os.path.isabs(package) else os.path.join(REPO, package)
-        shutil.copytree(source, str(top / os.path.basename(source)),
-                        ignore=shutil.ignore_patterns("__pycache__"))
+    # laid out as the wheel installs it: programs/ is pybpf.programs
+    for source, target in ((os.path.join(REPO, "pybpf"), "pybpf"),
+                           (os.path.join(REPO, "programs"), "pybpf/programs"),
+                           (os.path.join(REPO, "sniffwrites"), "sniffwrites"),
+                           (os.path.dirname(click.__file__), "click"),
+                           (os.path.dirname(construct.__file__), "construct")):
+        shutil.copytree(source, str(top / target), ignore=shutil.ignore_patterns("__pycache__"))
     for root, dirs, files in os.walk(base):
         os.chmod(root, 0o755)
         for name in files:
