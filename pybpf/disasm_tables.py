@@ -48,14 +48,17 @@ ADDR_SPACE_CAST_OPCODE = BPF_ALU64 | BPF_MOV | BPF_X  # with off == BPF_ADDR_SPA
 
 
 def u32(value: int) -> int:
+    """``value`` as the kernel prints an unsigned 32-bit field."""
     return value & 0xFFFFFFFF
 
 
 def u64(value: int) -> int:
+    """``value`` as the kernel prints an unsigned 64-bit field."""
     return value & 0xFFFFFFFFFFFFFFFF
 
 
 def s32(value: int) -> int:
+    """The low 32 bits of ``value`` read as signed, as the kernel prints them."""
     return value - ((value & 0x80000000) << 1)
 
 
@@ -214,6 +217,7 @@ _KERNEL_MEMORY = _MemoryDialect(_kernel_address, "r", _kernel_atomics)
 def llvm_imm64(i: Instruction) -> str:
     # llvm has no syntax for the pseudo sources beyond this, and prints only
     # the low 32 bits of their immediate, unsigned.
+    """An ld_imm64 in llvm-objdump's syntax (``ld_pseudo`` for pseudo sources)."""
     if i.src:
         return "ld_pseudo\tr%d, %d, %d" % (i.dst, i.src, u32(i.imm))
     return "r%d = %d ll" % (i.dst, i.imm)

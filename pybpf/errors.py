@@ -60,10 +60,12 @@ class SourceLocation(Tuple[str, int]):
 
     @property
     def filename(self) -> str:
+        """The source file, as Python names it."""
         return self[0]
 
     @property
     def line(self) -> int:
+        """The line number in :attr:`filename`, from 1."""
         return self[1]
 
     def __str__(self) -> str:

@@ -1,9 +1,10 @@
-"""One eBPF instruction: opcode constants, encoding, decoding and validation.
+"""One eBPF instruction: encoding, decoding, validation and constructors.
 
 This module mirrors the instruction set as the kernel documents it
 (Documentation/bpf/standardization/instruction-set.rst, RFC 9669) plus the
 two later additions LLVM 19 knows (``may_goto`` and ``addr_space_cast``).
-It knows nothing about labels, maps or source lines: those belong to
+The opcode constants live in :mod:`pybpf.opcodes` and are re-exported
+here. It knows nothing about labels, maps or source lines: those belong to
 :mod:`pybpf.asm`. Text belongs to :mod:`pybpf.disasm` and :mod:`pybpf.asm_text`.
 
 An instruction is an immutable :class:`Instruction` value. A 64-bit immediate
@@ -35,109 +36,8 @@ from typing import Dict, Iterable, List, NamedTuple, Tuple, Union
 
 from .errors import DecodeError, EncodeError
 
-# --- instruction classes (<linux/bpf_common.h>, <linux/bpf.h>) ---------------
-BPF_LD = 0x00
-BPF_LDX = 0x01
-BPF_ST = 0x02
-BPF_STX = 0x03
-BPF_ALU = 0x04
-BPF_JMP = 0x05
-BPF_JMP32 = 0x06
-BPF_ALU64 = 0x07
-
-# --- load/store sizes ---------------------------------------------------------
-BPF_W = 0x00
-BPF_H = 0x08
-BPF_B = 0x10
-BPF_DW = 0x18
-
-# --- load/store modes ---------------------------------------------------------
-BPF_IMM = 0x00
-BPF_ABS = 0x20
-BPF_IND = 0x40
-BPF_MEM = 0x60
-BPF_MEMSX = 0x80
-BPF_ATOMIC = 0xC0
-
-# --- operand source -----------------------------------------------------------
-BPF_K = 0x00
-BPF_X = 0x08
-
-# --- ALU operations -----------------------------------------------------------
-BPF_ADD = 0x00
-BPF_SUB = 0x10
-BPF_MUL = 0x20
-BPF_DIV = 0x30
-BPF_OR = 0x40
-BPF_AND = 0x50
-BPF_LSH = 0x60
-BPF_RSH = 0x70
-BPF_NEG = 0x80
-BPF_MOD = 0x90
-BPF_XOR = 0xA0
-BPF_MOV = 0xB0
-BPF_ARSH = 0xC0
-BPF_END = 0xD0
-
-# byte-swap direction, in the source bit of BPF_END
-BPF_TO_LE = 0x00
-BPF_TO_BE = 0x08
-
-# --- jump operations ----------------------------------------------------------
-BPF_JA = 0x00
-BPF_JEQ = 0x10
-BPF_JGT = 0x20
-BPF_JGE = 0x30
-BPF_JSET = 0x40
-BPF_JNE = 0x50
-BPF_JSGT = 0x60
-BPF_JSGE = 0x70
-BPF_CALL = 0x80
-BPF_EXIT = 0x90
-BPF_JLT = 0xA0
-BPF_JLE = 0xB0
-BPF_JSLT = 0xC0
-BPF_JSLE = 0xD0
-BPF_JCOND = 0xE0  # may_goto (kernel 6.9)
-
-# --- atomic operations (in imm of BPF_STX | BPF_ATOMIC) ------------------------
-BPF_FETCH = 0x01
-BPF_XCHG = 0xE0 | BPF_FETCH
-BPF_CMPXCHG = 0xF0 | BPF_FETCH
-
-# --- src_reg of ld_imm64 ------------------------------------------------------
-BPF_PSEUDO_MAP_FD = 1
-BPF_PSEUDO_MAP_VALUE = 2
-BPF_PSEUDO_BTF_ID = 3
-BPF_PSEUDO_FUNC = 4
-BPF_PSEUDO_MAP_IDX = 5
-BPF_PSEUDO_MAP_IDX_VALUE = 6
-
-# --- src_reg of BPF_CALL ------------------------------------------------------
-BPF_HELPER_CALL = 0
-BPF_PSEUDO_CALL = 1
-BPF_PSEUDO_KFUNC_CALL = 2
-
-# off of ALU64 MOV X that marks addr_space_cast (kernel 6.9)
-BPF_ADDR_SPACE_CAST = 1
-# off of ALU64 MOV X that makes a per-CPU address this CPU's (include/linux/filter.h):
-# the verifier writes it when it inlines per-CPU lookups; no loader may submit it.
-BPF_ADDR_PERCPU = -1
-
-BPF_REG_FP = 10
-MAX_BPF_REG = 11
-
-SIZE_BYTES = {BPF_B: 1, BPF_H: 2, BPF_W: 4, BPF_DW: 8}
-SIZE_OF_BYTES = {v: k for k, v in SIZE_BYTES.items()}
-
-ALU_OPS = (BPF_ADD, BPF_SUB, BPF_MUL, BPF_DIV, BPF_OR, BPF_AND, BPF_LSH,
-           BPF_RSH, BPF_NEG, BPF_MOD, BPF_XOR, BPF_MOV, BPF_ARSH, BPF_END)
-COND_JUMP_OPS = (BPF_JEQ, BPF_JGT, BPF_JGE, BPF_JSET, BPF_JNE, BPF_JSGT,
-                 BPF_JSGE, BPF_JLT, BPF_JLE, BPF_JSLT, BPF_JSLE)
-ATOMIC_OPS = (BPF_ADD, BPF_OR, BPF_AND, BPF_XOR,
-              BPF_ADD | BPF_FETCH, BPF_OR | BPF_FETCH, BPF_AND | BPF_FETCH,
-              BPF_XOR | BPF_FETCH, BPF_XCHG, BPF_CMPXCHG)
-LD_IMM64_OPCODE = BPF_LD | BPF_IMM | BPF_DW
+# Opcode constants live in .opcodes; every one is re-exported here (isa.BPF_MOV).
+from .opcodes import *  # noqa: F401,F403
 
 SLOT = struct.Struct("<BBhi")
 SLOT_SIZE = 8
@@ -177,6 +77,7 @@ class Instruction(NamedTuple):
 
     @property
     def cls(self) -> int:
+        """The instruction class (BPF_LD ... BPF_ALU64): the low 3 opcode bits."""
         return self.opcode & 0x07
 
     @property
@@ -186,6 +87,7 @@ class Instruction(NamedTuple):
 
     @property
     def is_ld_imm64(self) -> bool:
+        """Whether this is the two-slot 64-bit immediate load."""
         return self.opcode == LD_IMM64_OPCODE
 
     @property
@@ -198,10 +100,12 @@ class Instruction(NamedTuple):
 
     @property
     def is_helper_call(self) -> bool:
+        """Whether this calls a kernel helper by number (``call bpf_...``)."""
         return self.opcode == BPF_JMP | BPF_CALL and self.src == BPF_HELPER_CALL
 
     @property
     def is_local_call(self) -> bool:
+        """Whether this is a bpf-to-bpf call (BPF_PSEUDO_CALL)."""
         return self.opcode == BPF_JMP | BPF_CALL and self.src == BPF_PSEUDO_CALL
 
     @property
@@ -212,6 +116,7 @@ class Instruction(NamedTuple):
         return self.off
 
     def encode(self) -> bytes:
+        """The bytecode of this instruction alone (16 bytes for ld_imm64)."""
         return encode([self])
 
 
@@ -499,6 +404,7 @@ def alu(op: int, dst: Reg, operand: Operand = 0, *, alu64: bool = True, off: int
 
 
 def mov(dst: Reg, operand: Operand, *, alu64: bool = True) -> Instruction:
+    """``dst = operand``, 64-bit unless ``alu64`` is false (upper half zeroed)."""
     return alu(BPF_MOV, dst, operand, alu64=alu64)
 
 
@@ -508,6 +414,7 @@ def movsx(dst: Reg, src: Reg, bits: int, *, alu64: bool = True) -> Instruction:
 
 
 def neg(dst: Reg, *, alu64: bool = True) -> Instruction:
+    """``dst = -dst``."""
     return Instruction((BPF_ALU64 if alu64 else BPF_ALU) | BPF_NEG, int(dst))
 
 
@@ -522,6 +429,7 @@ def bswap(dst: Reg, bits: int) -> Instruction:
 
 
 def addr_space_cast(dst: Reg, src: Reg, dst_as: int, src_as: int) -> Instruction:
+    """Convert ``src`` between BPF arena address spaces (kernel 6.9)."""
     return Instruction(BPF_ALU64 | BPF_MOV | BPF_X, int(dst), int(src), BPF_ADDR_SPACE_CAST,
                        (dst_as << 16) | src_as)
 
@@ -543,10 +451,12 @@ def gotol(off: int) -> Instruction:
 
 
 def may_goto(off: int) -> Instruction:
+    """``may_goto +off``: the kernel may take it to bound a loop (6.9)."""
     return Instruction(BPF_JMP | BPF_JCOND, off=off)
 
 
 def call_helper(helper_id: int) -> Instruction:
+    """Call the kernel helper with number ``helper_id`` (``bpf_func_id``)."""
     return Instruction(BPF_JMP | BPF_CALL, src=BPF_HELPER_CALL, imm=helper_id)
 
 
@@ -556,10 +466,12 @@ def call_local(off: int) -> Instruction:
 
 
 def call_kfunc(btf_id: int) -> Instruction:
+    """Call the kernel function with BTF id ``btf_id`` (a kfunc)."""
     return Instruction(BPF_JMP | BPF_CALL, src=BPF_PSEUDO_KFUNC_CALL, imm=btf_id)
 
 
 def exit_() -> Instruction:
+    """Return r0 to the caller, or to the kernel from the main program."""
     return Instruction(BPF_JMP | BPF_EXIT)
 
 

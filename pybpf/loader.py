@@ -233,6 +233,7 @@ class Collection:
 
     @property
     def closed(self) -> bool:
+        """Whether :meth:`close` ran: no map or program is left open."""
         return not self.maps and not self.programs
 
     def close(self) -> None:

@@ -115,6 +115,7 @@ Example:
 @json_option
 def disasm(target: str, output: Optional[str], raw: bool, no_source: bool,
            section: Optional[str], as_json: bool) -> None:
+    """The ``pybpf disasm`` command; its help text above is what users read."""
     if output and (raw or as_json):
         raise click.UsageError("-o writes an object file; --raw and --json print, pick one")
     targets = object_targets(target, section) if is_object_file(target) else resolve(target,
@@ -160,6 +161,7 @@ Example:
               help="Text of the license section.")
 def asm(source: str, output: Optional[str], section: Optional[str], name: Optional[str],
         license_: str) -> None:
+    """The ``pybpf asm`` command: LLVM-syntax text to an object llvm-objdump reads."""
     target = assembly_target(source, section)
     if name:
         target = target._replace(name=name)
@@ -237,6 +239,7 @@ Example:
 @click.argument("target", metavar="TARGET")
 @json_option
 def verify(target: str, as_json: bool) -> None:
+    """The ``pybpf verify`` command: load without attaching, report the verifier's verdict."""
     targets = resolve(target)
     if any(t.program is None for t in targets):
         raise CLIError("verify needs DSL programs (MODULE[:PROGRAM]): assembly text names "

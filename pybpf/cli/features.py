@@ -24,6 +24,7 @@ Example:
 """)
 @json_option
 def features(as_json: bool) -> None:
+    """The ``pybpf features`` command: probe the running kernel and print the answers."""
     found = kernel_features.probe()
     if as_json:
         print_json(found.as_dict())

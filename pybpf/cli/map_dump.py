@@ -66,6 +66,7 @@ Example:
 @click.argument("map_id", metavar="ID", type=click.IntRange(min=1))
 @json_option
 def dump_map(map_id: int, as_json: bool) -> None:
+    """The ``pybpf map dump`` command: every entry of one map, as bpftool prints it."""
     with Map.from_id(map_id, key=bytes, value=bytes) as bpf_map:
         info = bpf_map.info()
         key_format, value_format = entry_formats(info)

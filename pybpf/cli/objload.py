@@ -110,6 +110,7 @@ Example:
 @_MAP_OPTION
 @_SET_OPTION
 def loadall(obj: str, directory: str, map_pins: Sequence[str], settings: Sequence[str]) -> None:
+    """The ``pybpf prog loadall`` command, bpftool's counterpart for ELF objects."""
     spec = object_spec(obj, map_pins, settings)
     _load_and_pin(spec, lambda names: [(n, os.path.join(directory, n)) for n in names],
                   directory)
@@ -129,6 +130,7 @@ Example:
 @_MAP_OPTION
 @_SET_OPTION
 def load(obj: str, path: str, map_pins: Sequence[str], settings: Sequence[str]) -> None:
+    """The ``pybpf prog load`` command: load an object, pin its first program."""
     if os.path.exists(path):
         raise CLIError("%s already exists: unpin it first" % path)
     spec = object_spec(obj, map_pins, settings)

@@ -151,6 +151,7 @@ Example:
               help="Syntax of the listing.")
 @json_option
 def dump_xlated(prog_id: int, style: str, as_json: bool) -> None:
+    """The ``pybpf prog dump xlated`` command: the program as the verifier left it."""
     code = _xlated(prog_id)
     instructions = code.instructions
     if style == "kernel":
@@ -242,6 +243,7 @@ Example:
               help="Disassemble with binutils' objdump.")
 @json_option
 def dump_jited(prog_id: int, use_objdump: bool, as_json: bool) -> None:
+    """The ``pybpf prog dump jited`` command: the JIT's machine code, per function."""
     functions = _jited_functions(prog_id, KernelSymbols())
     if as_json:
         print_json([{"name": f.name, "address": "%#x" % f.address, "size": len(f.code),

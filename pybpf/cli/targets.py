@@ -47,6 +47,7 @@ class Target(NamedTuple):
 
     @property
     def elf_section(self) -> elf.ProgramSection:
+        """This program as a section of the ELF object ``disasm -o`` writes."""
         return elf.ProgramSection(self.name, self.section, self.code)
 
 

@@ -30,6 +30,7 @@ Example:
 @click.option("--count", "-n", type=click.IntRange(min=1), default=None,
               help="Stop after this many lines.")
 def trace(pattern: Optional[str], count: Optional[int]) -> None:
+    """The ``pybpf trace`` command: follow trace_pipe for bpf_trace_printk lines."""
     wanted = pattern.encode() if pattern else None
     shown = 0
     out = sys.stdout.buffer

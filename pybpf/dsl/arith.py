@@ -25,6 +25,9 @@ class ArithmeticCode:
     """The arithmetic half of FunctionCode."""
 
     def binop(self, op: str, a: Value, b: Value, t: IntType) -> Local:
+        """``a op b`` in type ``t``: the result in a new storage, computed in
+        place when ``a`` dies here (the verifier needs cpu v4 for signed
+        division)."""
         if t.signed and op in ("/", "%") and self.cpu < 4:
             raise build_error("signed %s needs the cpu v4 instruction set (sdiv/smod, Linux "
                               "6.6); build with cpu=4, or make the operands unsigned"

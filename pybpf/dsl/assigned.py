@@ -37,10 +37,12 @@ class Assignments:
         self._declared[storage_id] = caller_location()  # type: ignore[assignment]
 
     def wrote(self, storage_id: int) -> None:
+        """The variable got a value here: reads after this point are safe."""
         self.unset.discard(storage_id)
         self._log.append(storage_id)
 
     def read(self, storage_id: int) -> None:
+        """A read of the variable: a build error when some path left it unset."""
         if storage_id in self.unset:
             declared = self._declared[storage_id]
             raise build_error("this reads the p.var declared at line %d, which is not set on "
@@ -49,9 +51,11 @@ class Assignments:
                               % declared.line)
 
     def state(self) -> FrozenSet[int]:
+        """The unset variables now, for a branch to start from or a join to merge."""
         return frozenset(self.unset)
 
     def restore(self, state: FrozenSet[int]) -> None:
+        """Go back to ``state`` (the start of the next branch of an if chain)."""
         self.unset = set(state)
 
     def mark(self) -> int:
@@ -59,4 +63,5 @@ class Assignments:
         return len(self._log)
 
     def after_loop(self, before: FrozenSet[int], mark: int) -> None:
+        """After a loop: unset as before it, minus what its body set since ``mark``."""
         self.unset = set(before) - set(self._log[mark:])

@@ -128,6 +128,7 @@ class FunctionCode(ArithmeticCode, CallCode):
         self._location = None
 
     def use_subprogram(self, subprogram: Any) -> None:
+        """Record that this function calls ``subprogram``, so the build links it in."""
         if subprogram not in self.subprograms:
             self.subprograms.append(subprogram)
 
@@ -136,6 +137,7 @@ class FunctionCode(ArithmeticCode, CallCode):
         self._add(asm.Instruction(insn))
 
     def new_label(self, kind: str) -> str:
+        """A label of this function not used before, named after its ``kind``."""
         self._labels += 1
         return "%s%s_%d" % (self.prefix, kind, self._labels)
 
@@ -190,6 +192,7 @@ class FunctionCode(ArithmeticCode, CallCode):
         return True
 
     def goto(self, label: str) -> None:
+        """Jump to ``label``; what follows in this block is unreachable."""
         self._refs[label] = self._refs.get(label, 0) + 1
         self._add(asm.goto(label))
         self._stop()
@@ -201,11 +204,13 @@ class FunctionCode(ArithmeticCode, CallCode):
     # --- blocks and facts ---------------------------------------------------------------------
 
     def enter(self, kind: str, facts=()) -> Block:
+        """Open a block (branch, loop body) knowing ``facts``: non-NULL pointers."""
         block = Block(kind, caller_location(), {(s, s.version) for s in facts})
         self.blocks.append(block)
         return block
 
     def leave(self, block: Block) -> None:
+        """Close ``block`` and free its stack temporaries; blocks nest strictly."""
         if self.blocks[-1] is not block:
             raise build_error("blocks closed out of order (a `for ... in p.range()` left with "
                               "a Python `break`? use p.break_())")
@@ -214,9 +219,11 @@ class FunctionCode(ArithmeticCode, CallCode):
             self.frame.free(offset, size)
 
     def add_facts(self, facts) -> None:
+        """Pointers proven non-NULL from here to the end of the current block."""
         self.blocks[-1].facts.update((s, s.version) for s in facts)
 
     def proven_nonnull(self, storage: Storage) -> bool:
+        """Whether a NULL check the verifier saw covers ``storage`` here."""
         key = (storage, storage.version)
         return any(key in block.facts for block in self._valid_for(storage))
 
@@ -245,10 +252,12 @@ class FunctionCode(ArithmeticCode, CallCode):
     # --- storages and their events ------------------------------------------------------------
 
     def new_storage(self, origin: str = "", is_var: bool = False) -> Storage:
+        """A home for a new value, owned by this function and the current block."""
         return Storage(self.alloc.new_id(), self, self.blocks[-1], origin, is_var)
 
     def use(self, value: Any, consumer: Optional[Storage] = None,
             want: Optional[Reg] = None) -> None:
+        """Record a read of ``value`` (by ``consumer``, wanted in register ``want``)."""
         if isinstance(value, Local):
             self._check_scope(value.storage)
             self.assigned.read(value.storage.id)
@@ -300,6 +309,7 @@ class FunctionCode(ArithmeticCode, CallCode):
         return None
 
     def mov_imm(self, reg: Reg, value: int, is64: bool = True) -> None:
+        """``reg = value``: a mov when the immediate field holds it, else ld_imm64."""
         imm = imm32(value, is64)
         if imm is None:
             value &= MASK64
@@ -308,6 +318,7 @@ class FunctionCode(ArithmeticCode, CallCode):
             self.emit(isa.mov(reg, imm, alu64=is64))
 
     def move(self, dst: Reg, src: Reg) -> None:
+        """``dst = src``, nothing when they are the same register."""
         if dst != src:
             self.emit(isa.mov(dst, src))
 
@@ -324,6 +335,7 @@ class FunctionCode(ArithmeticCode, CallCode):
     # --- variables ----------------------------------------------------------------------------
 
     def declare(self, vtype: Any, init: Any = None, origin: str = "") -> Var:
+        """A ``p.var`` of ``vtype``; without ``init`` it must be set before a read."""
         storage = self.new_storage(origin, is_var=True)
         storage.bits = canonical_bits(vtype)
         var = Var(vtype, storage)
@@ -335,6 +347,7 @@ class FunctionCode(ArithmeticCode, CallCode):
         return var
 
     def assign(self, var: Var, value: Any) -> None:
+        """``var = value``, converted to the variable's type as C would."""
         value = as_value(value)
         if isinstance(var.type, PointerType):
             if not isinstance(value.type, PointerType):
@@ -410,6 +423,7 @@ class FunctionCode(ArithmeticCode, CallCode):
         return {reg} if reg is not None else set()
 
     def load(self, base: Base, offset: int, vtype: Any) -> Local:
+        """A ``vtype`` read from ``base + offset``, zero- or sign-extended."""
         storage = self.new_storage()
         self.use(base, storage)
         if isinstance(base, Local):
@@ -426,6 +440,7 @@ class FunctionCode(ArithmeticCode, CallCode):
         return result
 
     def store(self, base: Base, offset: int, size: int, value: Value) -> None:
+        """Write ``size`` bytes of ``value`` at ``base + offset`` (st for constants)."""
         self.use(base)
         self.use(value)
         avoid = self._base_regs(base) | ({self._home_reg(value)} - {None})
@@ -438,6 +453,7 @@ class FunctionCode(ArithmeticCode, CallCode):
         self.emit(isa.stx(size, reg, off, self._reg_of(value, avoid | {reg})))
 
     def atomic_add(self, base: Base, offset: int, size: int, value: Value) -> None:
+        """``lock *(base + offset) += value``: a counter safe on every CPU at once."""
         self.use(base)
         self.use(value)
         avoid = self._base_regs(base) | ({self._home_reg(value)} - {None})
@@ -476,10 +492,12 @@ class FunctionCode(ArithmeticCode, CallCode):
             self.emit(isa.alu(isa.BPF_ADD, dst, offset))
 
     def map_value(self, dst: Reg, map_decl: Any, offset: int) -> None:
+        """``dst`` = address of a global data map's value at ``offset``."""
         self.maps[map_decl.name] = map_decl
         self._add(asm.ld_map(dst, map_decl.name, value_offset=offset))
 
     def map_fd(self, dst: Reg, map_decl: Any) -> None:
+        """``dst`` = the map, for a helper call (ld_imm64 with BPF_PSEUDO_MAP_FD)."""
         self.maps[map_decl.name] = map_decl
         self._add(asm.ld_map(dst, map_decl.name))
 
@@ -531,6 +549,7 @@ class FunctionCode(ArithmeticCode, CallCode):
     # --- returns ------------------------------------------------------------------------------
 
     def ret(self, value: Any) -> None:
+        """Return ``value`` in r0; returns of one constant share their code."""
         value = as_value(value)
         if isinstance(value, Const):
             shared = self._returns.get(value.value)

@@ -44,6 +44,7 @@ class Config(Named):
 
     @property
     def layout(self) -> StructType:
+        """The struct the settings make: the layout of the config's map value."""
         return self._layout
 
     def __getattr__(self, field: str) -> Any:

@@ -166,6 +166,7 @@ class KernelRef:
 
     @property
     def is_null(self) -> Cond:
+        """The condition ``pointer == NULL``, for ``p.if_`` before a read."""
         return compare("==", self._pointer_value(), 0)
 
     def set(self, value: Any) -> "KernelRef":

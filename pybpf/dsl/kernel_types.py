@@ -110,6 +110,7 @@ class KernelStruct(DSLType):
 
     @property
     def size(self) -> int:  # type: ignore[override]
+        """The struct's size in the kernel's BTF, known only once resolved."""
         btf, type_id = self.resolved()
         return btf.sizeof(type_id)
 
@@ -147,10 +148,12 @@ class FlexibleArray(DSLType):
 
     @property
     def align(self) -> int:  # type: ignore[override]
+        """The alignment of one element."""
         return self.elem.align
 
     @property
     def name(self) -> str:  # type: ignore[override]
+        """The C spelling, ``elem[]``, for messages."""
         return "%s[]" % self.elem.name
 
     def __eq__(self, other: object) -> bool:

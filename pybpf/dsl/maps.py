@@ -50,6 +50,7 @@ class Named:
 
     @property
     def name(self) -> str:
+        """The name given, else the module variable it is assigned to."""
         if self._name is None:
             for key, value in self._scope.items():
                 if value is self:

@@ -107,10 +107,12 @@ class PacketContext:
 
     @property
     def data(self) -> Local:
+        """``ctx->data``: the first byte of the packet."""
         return self._data
 
     @property
     def data_end(self) -> Local:
+        """``ctx->data_end``: one past the last byte; every read checks against it."""
         return self._data_end
 
     def _load_pointer(self, name: str) -> Local:

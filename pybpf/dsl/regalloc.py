@@ -85,6 +85,7 @@ class Trace:
         self.count = 0                                   # storages created
 
     def tick(self) -> int:
+        """The position of the next event."""
         self.pos += 1
         return self.pos
 
@@ -105,6 +106,9 @@ class Liveness:
 
 
 def analyse(trace: Trace) -> Liveness:
+    """Live ranges from a trace: which storages are needed, which share a home,
+    where each group starts and ends, whether it crosses a call, and its
+    register hints."""
     live = Liveness()
     live.count = trace.count
     operands: Dict[int, List[int]] = {}
@@ -197,11 +201,13 @@ class TraceAllocator:
 
     # events
     def new_id(self) -> int:
+        """The id of a new storage; both builds must hand out the same ids."""
         sid = self.trace.count
         self.trace.count += 1
         return sid
 
     def define(self, storage: Storage, source: Optional[Reg] = None) -> None:
+        """``storage`` gets a value here (``source``: the register it arrives in)."""
         pos = self.trace.tick()
         trace = self.trace
         if storage.id not in trace.defs:
@@ -215,6 +221,7 @@ class TraceAllocator:
 
     def use(self, storage: Storage, consumer: Optional[Storage] = None,
             want: Optional[Reg] = None) -> None:
+        """``storage`` is read here, by ``consumer``, wanted in register ``want``."""
         pos = self.trace.tick()
         self.trace.uses.append((storage.id, pos, consumer.id if consumer is not None else None))
         if want is not None:
@@ -227,18 +234,23 @@ class TraceAllocator:
             self.trace.derived.append((operand.id, result.id, self.trace.pos))
 
     def copy(self, value: Storage, var: Storage) -> None:
+        """``value`` is copied into the variable ``var``: they may share a home."""
         self.trace.copies.append((value.id, var.id, self.trace.pos))
 
     def call(self) -> None:
+        """A helper or function call here clobbers r0-r5."""
         self.trace.calls.append(self.trace.tick())
 
     def loop_begin(self) -> int:
+        """A loop starts; pass the result to :meth:`loop_end`."""
         return self.trace.tick()
 
     def loop_end(self, begin: int) -> None:
+        """The loop that began at ``begin`` ends: values read inside live on."""
         self.trace.loops.append((begin, self.trace.tick()))
 
     def needed(self, storage: Storage) -> bool:
+        """Whether ``storage`` is ever read: in the first build nothing is known."""
         return True
 
     def reserve(self, arrivals: Dict[Reg, int]) -> None:
@@ -246,9 +258,11 @@ class TraceAllocator:
         their own storage may take until it is defined."""
 
     def scratch(self, avoid=()) -> Reg:
+        """A register for a temporary of one operation, not in ``avoid``."""
         return self._virtual()
 
     def finish(self) -> None:
+        """The build is over; the first build has nothing to check."""
         pass
 
     def _virtual(self) -> Reg:
@@ -270,6 +284,7 @@ class Allocator(TraceAllocator):
         self._spills: List[Tuple[int, int, int]] = []  # heap of (end, offset, representative)
 
     def define(self, storage: Storage, source: Optional[Reg] = None) -> None:
+        """Place ``storage`` (its group's home, found once) from its definition on."""
         pos = self.trace.tick()
         if storage.id not in self.trace.defs:
             self.trace.defs[storage.id] = pos
@@ -287,9 +302,11 @@ class Allocator(TraceAllocator):
         storage.home = home
 
     def needed(self, storage: Storage) -> bool:
+        """Whether the first build saw ``storage`` read; if not, skip computing it."""
         return storage.id in self.live.needed
 
     def reserve(self, arrivals: Dict[Reg, int]) -> None:
+        """Keep argument registers for their own storages until those are defined."""
         self._arrivals = dict(arrivals)
 
     def _place(self, root: int, pos: int, in_place: Optional[Reg]):
@@ -321,6 +338,7 @@ class Allocator(TraceAllocator):
                 and reg not in self._arrivals]
 
     def scratch(self, avoid=()) -> Reg:
+        """The first register free now and not in ``avoid``."""
         free = self._free_now(avoid)
         if not free:
             raise ProgramBuildError("internal error: no free register for a temporary "
@@ -328,6 +346,7 @@ class Allocator(TraceAllocator):
         return free[0]
 
     def finish(self) -> None:
+        """Check both builds made the same storages, else the homes are wrong."""
         if self.trace.count != self.live.count:
             raise ProgramBuildError("the program function did not do the same thing when run "
                                     "twice (%d values, then %d): its code must not depend on "

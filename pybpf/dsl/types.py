@@ -103,10 +103,12 @@ class IntType(DSLType):
 
     @property
     def align(self) -> int:
+        """Integers are aligned to their size, as in C."""
         return self.size
 
     @property
     def is_scalar(self) -> bool:
+        """An integer fits in a register."""
         return True
 
     @property
@@ -120,6 +122,7 @@ class IntType(DSLType):
 
     @property
     def is64(self) -> bool:
+        """Whether operations need the 64-bit (ALU64, JMP) forms."""
         return self.size == 8
 
     def fits(self, value: int) -> bool:
@@ -177,18 +180,22 @@ class ArrayType(DSLType):
 
     @property
     def size(self) -> int:
+        """``count`` elements, without padding between them."""
         return self.elem.size * self.count
 
     @property
     def align(self) -> int:
+        """The alignment of one element."""
         return self.elem.align
 
     @property
     def name(self) -> str:
+        """The C spelling, ``elem[count]``, for messages."""
         return "%s[%d]" % (self.elem.name, self.count)
 
     @property
     def is_string(self) -> bool:
+        """Whether this is a ``char[]`` that string helpers may fill."""
         return self.elem is char
 
     def __getitem__(self, count: int) -> "ArrayType":
@@ -282,11 +289,13 @@ class PointerType(DSLType):
 
     @property
     def name(self) -> str:
+        """The C spelling, with the address space unless plain memory."""
         prefix = "" if self.space == "mem" else self.space + " "
         return "%s%s *" % (prefix, self.target.name)
 
     @property
     def is_scalar(self) -> bool:
+        """A pointer fits in a register."""
         return True
 
     def construct(self) -> construct.Construct:

@@ -144,6 +144,7 @@ class Local(Value):
 
     @property
     def fn(self):
+        """The function whose code computed this value (values do not cross functions)."""
         return self.storage.fn
 
     def __repr__(self) -> str:

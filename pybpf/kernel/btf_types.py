@@ -55,6 +55,7 @@ class BTFType(NamedTuple):
 
     @property
     def kind_name(self) -> str:
+        """The kind as the kernel spells it without prefix (``STRUCT``, ``FUNC``)."""
         return KIND_NAMES[self.kind]
 
     def __str__(self) -> str:
@@ -110,6 +111,7 @@ class Field(NamedTuple):
 
     @property
     def is_bitfield(self) -> bool:
+        """Whether the member is a bitfield (a nonzero bitfield size)."""
         return self.bit_size != 0
 
     @property

@@ -51,6 +51,7 @@ class Answer:
 
     @property
     def available(self) -> bool:
+        """True only when the kernel has the feature and lets us use it."""
         return self.state == PRESENT
 
     @classmethod

@@ -262,14 +262,17 @@ class Features:
 
     @property
     def map_types(self) -> FrozenSet[str]:
+        """The ``BPF_MAP_TYPE_*`` names this kernel creates for us."""
         return self._available("map_types")
 
     @property
     def prog_types(self) -> FrozenSet[str]:
+        """The ``BPF_PROG_TYPE_*`` names this kernel loads for us."""
         return self._available("prog_types")
 
     @property
     def link_types(self) -> FrozenSet[str]:
+        """The ``BPF_LINK_TYPE_*`` names this kernel creates for us."""
         return self._available("link_types")
 
     btf = property(lambda self: self._answers["btf"].available)

@@ -64,6 +64,7 @@ class Link:
 
     @property
     def closed(self) -> bool:
+        """Whether the link is detached and every fd it held is closed."""
         return self._link_fd is None and self._perf_fd is None and self._detach is None
 
     def close(self) -> None:

@@ -159,6 +159,7 @@ class Map(sys.FDOwner):
 
     @property
     def fd(self) -> sys.FD:
+        """The map's fd, for helpers and other bpf(2) commands that name it."""
         return self._fd
 
     def close(self) -> None:

@@ -53,6 +53,7 @@ class ProgInfo:
 
     @property
     def loaded_at(self) -> float:
+        """Load time as a Unix timestamp (the kernel counts from boot)."""
         since_boot = time.clock_gettime(time.CLOCK_BOOTTIME) - self.load_time / 1e9
         return time.time() - since_boot
 
@@ -90,10 +91,12 @@ class LinkInfo:
 
     @property
     def tp_name(self) -> Optional[str]:
+        """The tracepoint of a raw tracepoint link, else None."""
         return self.detail.get("tp_name")
 
     @property
     def ifindex(self) -> Optional[int]:
+        """The network interface of a link attached to one (XDP, tcx), else None."""
         return self.detail.get("ifindex")
 
 

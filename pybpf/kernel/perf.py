@@ -178,6 +178,7 @@ class PerfRing(Ring):
         pass  # commit() moves data_tail to the data_head _walk read, past everything
 
     def commit(self) -> None:
+        """Give the space of the records read back to the kernel (data_tail)."""
         if self._head != self._tail:
             self._tail_word[0] = self._head  # release: see class doc
             self._tail = self._head

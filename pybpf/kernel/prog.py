@@ -282,6 +282,7 @@ class Program(_sys.FDOwner):
 
     @property
     def fd(self) -> int:
+        """The program's fd, for attaching and for the bpf(2) commands that name it."""
         return self._fd.fileno()
 
     def __repr__(self) -> str:
@@ -311,6 +312,7 @@ class Program(_sys.FDOwner):
 
     @property
     def id(self) -> int:
+        """The kernel's id of the program, as bpftool lists it."""
         return self._ids()[0]
 
     @property

@@ -89,6 +89,7 @@ class Ring:
         return [buffer[offset:offset + length(buffer, offset)] for offset in offsets]
 
     def payload_length(self, buffer: memoryview, offset: int) -> int:
+        """The length of the payload at ``offset``, from its record header."""
         raise NotImplementedError
 
     def _walk(self, min_size: int) -> Tuple[memoryview, List[int], str]:
@@ -98,6 +99,7 @@ class Ring:
         raise NotImplementedError
 
     def commit(self) -> None:
+        """Store the consumer position: the kernel may reuse what was read."""
         raise NotImplementedError
 
 
@@ -115,6 +117,7 @@ class Poller:
         self._epoll.register(self._wake_r, select.EPOLLIN)
 
     def register(self, fd: int) -> None:
+        """Add a ring's fd: readable when the kernel wakes its readers."""
         self._epoll.register(fd, select.EPOLLIN)
 
     def wait(self, timeout: Optional[float]) -> None:
@@ -127,15 +130,18 @@ class Poller:
                     pass
 
     def fileno(self) -> int:
+        """The epoll fd, for an outer event loop."""
         return self._epoll.fileno()
 
     def wake(self) -> None:
+        """End a :meth:`wait` in another thread (for close)."""
         try:
             os.write(self._wake_w, b"\0")
         except BlockingIOError:
             pass  # the pipe is full: a wake-up is pending anyway
 
     def close(self) -> None:
+        """Close the epoll fd and the wake-up pipe."""
         self._epoll.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
@@ -175,6 +181,7 @@ class Lease:
         return self.payloads(self.buffer, self.offsets)
 
     def release(self) -> None:
+        """Release the views handed out, so the ring's mapping can be closed."""
         for view in self._views:
             view.release()
         self._views.clear()
@@ -317,9 +324,11 @@ class RingReader:
         return None if counts is None else sum(counts.values())
 
     def lost_per_cpu(self) -> Optional[Dict[int, int]]:
+        """Records the kernel dropped, per CPU, or None when not counted."""
         raise NotImplementedError
 
     def stats(self) -> ReaderStats:
+        """Received, lost, too short and unknown records, in one tuple."""
         return ReaderStats(self._received, self.lost(),
                            sum(ring.short for ring in self._rings),
                            sum(ring.unknown for ring in self._rings))
@@ -338,6 +347,7 @@ class RingReader:
 
     @property
     def closed(self) -> bool:
+        """Whether :meth:`close` ran."""
         return self._closed
 
     def __enter__(self):

@@ -133,12 +133,14 @@ class RingBuffer(Ring):
         return self._data, offsets, problem
 
     def payload_length(self, buffer: memoryview, offset: int) -> int:
+        """The length field of the record header before ``offset``."""
         return _HEADER_LEN.unpack_from(buffer, offset - BPF_RINGBUF_HDR_SZ)[0] & _LENGTH_MASK
 
     def _skip(self) -> None:
         self._position = self._producer_position  # resynchronise with the kernel
 
     def commit(self) -> None:
+        """Store the consumer position: the kernel may reuse what was read."""
         if self._position != self._published:
             self._consumer_word[0] = self._position  # release: see class doc
             self._published = self._position

@@ -330,6 +330,7 @@ class FD:
 
     @property
     def closed(self) -> bool:
+        """Whether :meth:`close` ran (the number is -1 from then on)."""
         return self._fd < 0
 
     def close(self) -> None:
@@ -395,6 +396,7 @@ class FDOwner:
 
     @property
     def closed(self) -> bool:
+        """Whether the object's fd is closed."""
         return self._fd.closed
 
     def close(self) -> None:

@@ -60,6 +60,7 @@ class Field(NamedTuple):
 
     @property
     def element_size(self) -> int:
+        """The size of one element of an array field, else of the field."""
         return self.size // self.array_len if self.array_len else self.size
 
 

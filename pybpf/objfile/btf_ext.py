@@ -33,11 +33,15 @@ _CORE_RELO = struct.Struct("<IIII")            # insn_off, type_id, access_str_o
 
 
 class FuncInfo(NamedTuple):
+    """One ``struct bpf_func_info``: where a function starts and its BTF."""
+
     insn_off: int       # bytes into the section
     type_id: int        # BTF FUNC
 
 
 class LineInfo(NamedTuple):
+    """One ``struct bpf_line_info``: the source line of an instruction."""
+
     insn_off: int
     file_name_off: int
     line_off: int
@@ -45,14 +49,18 @@ class LineInfo(NamedTuple):
 
     @property
     def line(self) -> int:
+        """The source line (``BPF_LINE_INFO_LINE_NUM``)."""
         return self.line_col >> 10
 
     @property
     def column(self) -> int:
+        """The source column (``BPF_LINE_INFO_LINE_COL``)."""
         return self.line_col & 0x3FF
 
 
 class CoreRelo(NamedTuple):
+    """One ``struct bpf_core_relo``: what an instruction needs of a type."""
+
     insn_off: int
     type_id: int        # the local (object's) root type
     access: str         # "0:1:3": index into the root, then member/element indexes

@@ -102,6 +102,8 @@ class Spec(NamedTuple):
 
 
 class Result(NamedTuple):
+    """What a CO-RE record resolves to, to patch into its instruction."""
+
     value: int
     size: int = 0          # the field's byte size, for memory access size fix-ups
     type_id: int = 0
@@ -353,6 +355,7 @@ class Relocator:
         return self._candidates[local_id]
 
     def resolve(self, relo: CoreRelo) -> Result:
+        """The value ``relo`` needs on the target kernel; all matching candidates must agree."""
         spec = local_spec(self.local, relo)
         if relo.kind == BPF_CORE_TYPE_ID_LOCAL:
             return Result(relo.type_id)

@@ -116,6 +116,7 @@ class ElfFile:
 
     def error(self, problem: str, section: Optional[Section] = None,
               offset: Optional[int] = None) -> ObjectFileError:
+        """An error naming this object, and the section and offset when known."""
         return ObjectFileError(self.name, problem, section.name if section else None, offset)
 
     # --- header and sections ---------------------------------------------------------------

@@ -31,6 +31,7 @@ class SectionDef(NamedTuple):
     flags: int
 
     def matches(self, name: str) -> bool:
+        """Whether section ``name`` matches this definition, as libbpf decides."""
         pattern = self.pattern
         if pattern.endswith("/"):
             return name.startswith(pattern)

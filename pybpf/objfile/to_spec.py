@@ -51,6 +51,7 @@ class ObjectBTF:
         self._loaded: Optional[LoadedBTF] = None
 
     def fileno(self) -> int:
+        """The BTF's fd, loading it into the kernel on first use."""
         if self._loaded is None:
             self._loaded = load_btf(self.blob)
         return self._loaded.fileno()
@@ -65,6 +66,7 @@ def collection_spec(path: str, *, data: Optional[bytes] = None,
 
 
 def spec_of(obj: BPFObject) -> CollectionSpec:
+    """A spec of the maps, global data configs and programs of ``obj``."""
     blob = obj.kernel_btf()
     btf = ObjectBTF(blob) if blob is not None else None
     spec = CollectionSpec()
